@@ -1,0 +1,156 @@
+/*
+ * Invariants:
+ * - `#count` is the number of tracked tasks that have not settled;
+ * - every `wait()` promise created before a moment when the tracker is closed
+ *   and empty is resolved at that moment, even if the tracker is reopened or
+ *   a task is spawned right after (tokio's ABA guarantee): waiters are
+ *   resolved synchronously at the transition, not re-checked later.
+ */
+import { abortable } from "../internal/abort.js";
+import type { CancellationToken } from "./cancellation-token.js";
+import { checkSignal } from "./cancellation-token.js";
+import { assertFunction, assertOptions, typeError } from "../internal/errors.js";
+
+/** Options of {@link TaskTracker.wait}. */
+export interface TaskTrackerWaitOptions {
+  /** Stops waiting; the wait rejects with the signal's reason. */
+  signal?: AbortSignal | CancellationToken;
+}
+
+/**
+ * Counts tasks so a service can wait for them during shutdown (tokio-util's
+ * `TaskTracker`).
+ *
+ * A tracker is *open* or *closed*, and *empty* when no tracked task is
+ * pending. Closing does not stop anyone from spawning: it only says "no new
+ * work is expected", so that {@link wait} can resolve once the tracker is
+ * closed **and** empty at the same time.
+ *
+ * @example Wait for background jobs at shutdown
+ * ```ts
+ * const tracker = new TaskTracker();
+ * tracker.spawn(async () => { await flushMetrics(); });
+ * tracker.close();
+ * await tracker.wait(); // resolves once flushMetrics() settled
+ * ```
+ */
+export class TaskTracker {
+  #count = 0;
+  #closed = false;
+  #waiters = new Set<() => void>();
+
+  /** Creates an open, empty tracker. */
+  constructor() {}
+
+  /** `true` after {@link close} and until {@link reopen}. */
+  get isClosed(): boolean {
+    return this.#closed;
+  }
+
+  /** The number of tracked tasks that have not settled. */
+  get size(): number {
+    return this.#count;
+  }
+
+  /** `true` when no tracked task is pending. */
+  get isEmpty(): boolean {
+    return this.#count === 0;
+  }
+
+  /**
+   * Closes the tracker. Returns `true` if this call closed it, `false` if it
+   * was closed already. Waiters are released at once if it is also empty.
+   */
+  close(): boolean {
+    if (this.#closed) return false;
+    this.#closed = true;
+    if (this.#count === 0) this.#release();
+    return true;
+  }
+
+  /** Reopens the tracker. Returns `true` if it was closed. */
+  reopen(): boolean {
+    if (!this.#closed) return false;
+    this.#closed = false;
+    return true;
+  }
+
+  /**
+   * Calls `task()` and tracks what it returns until it settles.
+   *
+   * @param task - a function returning a promise or a value; a synchronous
+   *   throw becomes a rejected promise and the task still counts as settled.
+   * @returns a promise of the task's result.
+   * @throws {TypeError} when `task` is not a function.
+   */
+  spawn<T>(task: () => PromiseLike<T> | T): Promise<T> {
+    assertFunction("spawn on TaskTracker", "task", task);
+    let result: PromiseLike<T> | T;
+    try {
+      result = task();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.track(Promise.resolve(result));
+  }
+
+  /**
+   * Tracks `promise` until it settles.
+   *
+   * @returns a promise that settles like `promise`, after the tracker counted it as done.
+   * @throws {TypeError} when `promise` is not a thenable.
+   */
+  track<T>(promise: PromiseLike<T>): Promise<T> {
+    if (
+      (typeof promise !== "object" && typeof promise !== "function") ||
+      promise === null ||
+      typeof promise.then !== "function"
+    ) {
+      throw typeError("track on TaskTracker", "promise", "a promise", promise);
+    }
+    this.#count++;
+    const done = (): void => {
+      if (--this.#count === 0 && this.#closed) this.#release();
+    };
+    return Promise.resolve(promise).then(
+      (value) => {
+        done();
+        return value;
+      },
+      (error: unknown) => {
+        done();
+        throw error;
+      },
+    );
+  }
+
+  /**
+   * Resolves when the tracker is closed and empty at the same time.
+   *
+   * Resolves at once if it is closed and empty now. A wait started before a
+   * moment of "closed and empty" resolves at that moment even if the tracker
+   * is reopened or a task is spawned right after.
+   *
+   * #### Cancellation
+   * With `signal`, rejects with its reason unchanged; the tracker is not affected.
+   *
+   * @throws {TypeError} when `options.signal` is not a signal or token.
+   */
+  wait(options?: TaskTrackerWaitOptions): Promise<void> {
+    assertOptions("wait on TaskTracker", options);
+    const signal = checkSignal("wait on TaskTracker", options?.signal);
+    return abortable<void>(signal, (resolve) => {
+      if (this.#closed && this.#count === 0) return resolve();
+      const waiter = (): void => resolve();
+      this.#waiters.add(waiter);
+      return () => void this.#waiters.delete(waiter);
+    });
+  }
+
+  #release(): void {
+    const waiters = this.#waiters;
+    if (waiters.size === 0) return;
+    this.#waiters = new Set();
+    for (const waiter of waiters) waiter();
+  }
+}

@@ -1,0 +1,6 @@
+/**
+ * The channels area (in progress).
+ *
+ * @module
+ */
+export {};

@@ -1,0 +1,6 @@
+/**
+ * The http area (in progress).
+ *
+ * @module
+ */
+export {};

@@ -1,0 +1,64 @@
+/**
+ * The two-phase protocol `select` speaks with its branches.
+ *
+ * Invariants a branch must keep:
+ * - `poll()` never consumes anything: calling it any number of times leaves
+ *   the source as it was;
+ * - `commit()` is called only right after `poll()` returned `true`, in the
+ *   same synchronous turn, and consumes the value (or throws the branch's
+ *   error, which rejects the select);
+ * - `subscribe(wake)` calls `wake` (possibly synchronously, possibly more
+ *   than once) whenever `poll()` may have become `true`, and returns an
+ *   idempotent unsubscribe that leaves nothing behind.
+ */
+
+/** The key under which a value offers itself to `select`. Shared across copies of the library. */
+export const selectable: unique symbol = Symbol.for("cancelkit.selectable");
+
+/**
+ * One branch of one `select` call: a way to look without taking, take, and be told.
+ *
+ * `select` polls every branch first and commits only the winner, so losing
+ * branches keep their values. See `Selectable`.
+ */
+export interface SelectBranch<T> {
+  /** `true` when {@link commit} would succeed (or throw the branch's error) right now. Never consumes. */
+  poll(): boolean;
+  /** Takes the value. Called only right after {@link poll} returned `true`. Throws to reject the select. */
+  commit(): T;
+  /** Calls `wake` whenever {@link poll} may have become `true`; returns an idempotent unsubscribe. */
+  subscribe(wake: () => void): () => void;
+}
+
+/**
+ * Anything `select` can wait on without consuming it unless it wins.
+ *
+ * Implement `[selectable]()` to return a fresh {@link SelectBranch} for each
+ * select. The library's tokens, channel receivers, timers and process-signal
+ * sources all implement it.
+ *
+ * @example A branch that is ready when a counter reaches a limit
+ * ```ts
+ * const counter = { value: 0, listeners: new Set<() => void>(),
+ *   [selectable]() {
+ *     return {
+ *       poll: () => counter.value >= 3,
+ *       commit: () => counter.value,
+ *       subscribe: (wake: () => void) => (counter.listeners.add(wake), () => counter.listeners.delete(wake)),
+ *     };
+ *   } };
+ * ```
+ */
+export interface Selectable<T> {
+  /** Returns a fresh branch for one select. */
+  [selectable](): SelectBranch<T>;
+}
+
+/** `true` when `value` implements {@link Selectable}. */
+export function isSelectable(value: unknown): value is Selectable<unknown> {
+  return (
+    (typeof value === "object" || typeof value === "function") &&
+    value !== null &&
+    typeof (value as { [selectable]?: unknown })[selectable] === "function"
+  );
+}

@@ -1,0 +1,6 @@
+/**
+ * The signals area (in progress).
+ *
+ * @module
+ */
+export {};

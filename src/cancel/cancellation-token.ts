@@ -1,20 +1,28 @@
 /*
  * Invariants of the token tree (the "links"):
  *
- * 1. A live (not cancelled) token is linked into its parent's child list, an
- *    intrusive doubly linked list (`#firstChild`/`#lastChild` on the parent,
- *    `#prev`/`#next` on the children), so linking and unlinking are O(1) and
- *    allocate nothing.
- * 2. A cancelled token holds no links: `cancel()` detaches the whole subtree
+ * A token is five fields, so that a live child with one callback stays under
+ * 100 bytes (64 B token + 32 B registration on 64-bit V8 without pointer
+ * compression, which is how Node is built):
+ *
+ * 1. `#up` is the parent while the token is live (`null` for a root), and the
+ *    shared `Cancelled` mark once it is cancelled: a token is cancelled exactly
+ *    when `#up instanceof Cancelled`.
+ * 2. A live token is linked into its parent's child list: `#first` on the
+ *    parent; `#next` on the children (null-terminated) and `#prev`, which is
+ *    circular (the first child's `#prev` is the last child), so appending and
+ *    unlinking are O(1) and allocate nothing.
+ * 3. A cancelled token holds no links: `cancel()` detaches the whole subtree
  *    before it runs a single callback, so callbacks may create, cancel and
  *    dispose tokens freely.
- * 3. Callbacks live in an intrusive list of `Registration`s per token. Running
- *    them detaches the list first; a registration disposed mid-run is skipped.
- * 4. Everything a token rarely needs (native controller, cached promise,
- *    source subscriptions, timer) lives in one lazily allocated `Extras`, so a
- *    live child with a callback stays well under 100 bytes.
- * 5. The default reason is a shared `DefaultReason` box per cancelled tree;
- *    the `DOMException` inside it is created on first read, once.
+ * 4. `#slot` holds the callbacks: `null`, one `Registration`, or an `Extras`
+ *    holding a registration list plus everything a token rarely needs (native
+ *    controller, cached promise, source subscriptions, timer).
+ *    Unregistering only clears the registration's callback (O(1)); a list
+ *    drops such tombstones when it grows past twice its live size, so a
+ *    long-lived token that sees register/unregister forever stays small.
+ * 5. The default reason lives in the shared `Cancelled` mark of one cancel()
+ *    call; the `DOMException` is created on first read, once per tree.
  */
 import { assertDuration, assertFunction, assertOptions, typeError } from "../internal/errors.js";
 
@@ -34,53 +42,113 @@ export interface TimeoutOptions {
   keepAlive?: boolean;
 }
 
-const CANCELLED = 1;
-
 /** Largest delay `setTimeout` honours; longer ones are chained. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** Shared by every token of one tree cancelled without an explicit reason. */
-class DefaultReason {
-  value: DOMException | undefined = undefined;
-  get(): DOMException {
-    return (this.value ??= new DOMException("This operation was aborted", "AbortError"));
+/** Smallest registration list length at which tombstones are swept. */
+const MIN_SWEEP = 8;
+
+/**
+ * The mark of one `cancel()` call, shared by every token of the subtree it
+ * cancelled. Holds the reason; `undefined` stands for the default reason,
+ * a `DOMException` created on first read.
+ */
+class Cancelled {
+  value: unknown;
+  constructor(reason: unknown) {
+    this.value = reason;
+  }
+  get(): unknown {
+    const value = this.value;
+    return value === undefined ? (this.value = new DOMException("This operation was aborted", "AbortError")) : value;
   }
 }
 
+/** One `onCancel` registration. A `null` callback means unregistered or spent. */
+class Registration implements CancelRegistration {
+  callback: ((reason: unknown) => void) | null;
+
+  constructor(callback: ((reason: unknown) => void) | null) {
+    this.callback = callback;
+  }
+
+  unregister(): void {
+    this.callback = null;
+  }
+
+  [Symbol.dispose](): void {
+    this.callback = null;
+  }
+}
+
+/** What a token rarely needs, allocated on first need. */
 class Extras {
+  /** The callbacks, in registration order; tombstones have a `null` callback. */
+  regs: Registration | Registration[] | null;
+  /** Sweep tombstones from `regs` when it reaches this length. */
+  sweepAt = MIN_SWEEP;
   controller: AbortController | null = null;
   promise: Promise<unknown> | null = null;
   resolve: ((reason: unknown) => void) | null = null;
   unsubscribe: Array<() => void> | null = null;
   timer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(regs: Registration | Registration[] | null) {
+    this.regs = regs;
+  }
+
+  add(registration: Registration): void {
+    const regs = this.regs;
+    if (regs === null) this.regs = registration;
+    else if (!Array.isArray(regs)) this.regs = regs.callback === null ? registration : [regs, registration];
+    else {
+      const n = regs.length;
+      // Register-then-unregister in a loop reuses the last slot.
+      if (n > 0 && regs[n - 1]!.callback === null) {
+        regs[n - 1] = registration;
+        return;
+      }
+      if (n >= this.sweepAt) {
+        let live = 0;
+        for (let i = 0; i < n; i++) {
+          const r = regs[i]!;
+          if (r.callback !== null) regs[live++] = r;
+        }
+        regs.length = live;
+        this.sweepAt = Math.max(MIN_SWEEP, 2 * (live + 1));
+      }
+      regs.push(registration);
+    }
+  }
 }
 
-// Filled in by the class's static block: they need the private fields.
-let unregister: (registration: Registration) => void;
+/** Clears a token's timer and drops its source subscriptions. */
+function releaseSources(extras: Extras): void {
+  if (extras.timer !== null) {
+    clearTimeout(extras.timer);
+    extras.timer = null;
+  }
+  const unsubscribe = extras.unsubscribe;
+  if (unsubscribe !== null) {
+    extras.unsubscribe = null;
+    for (const release of unsubscribe) release();
+  }
+}
+
+// Filled in by the class's static block: it needs the private fields.
 let followSignal: (signal: AbortSignal, callback: (reason: unknown) => void) => () => void;
 
-class Registration implements CancelRegistration {
-  token: CancellationToken | null;
-  callback: ((reason: unknown) => void) | null;
-  prev: Registration | null = null;
-  next: Registration | null = null;
+/** Returned for callbacks that already ran: nothing left to unregister. */
+const SPENT = new Registration(null);
 
-  constructor(token: CancellationToken | null, callback: ((reason: unknown) => void) | null) {
-    this.token = token;
-    this.callback = callback;
-  }
-
-  unregister(): void {
-    if (this.callback !== null) unregister(this);
-  }
-
-  [Symbol.dispose](): void {
-    if (this.callback !== null) unregister(this);
+/** Calls a callback; an error is reported, never thrown. */
+function invoke(callback: (reason: unknown) => void, reason: unknown): void {
+  try {
+    callback(reason);
+  } catch (error) {
+    report(error);
   }
 }
-
-/** Returned for callbacks that already ran: nothing left to unregister. */
-const SPENT = new Registration(null, null);
 
 /** Reports a callback's error the way `EventTarget` does: uncaught, later, without stopping the others. */
 function report(error: unknown): void {
@@ -121,33 +189,13 @@ const tokenOfSignal = new WeakMap<AbortSignal, CancellationToken>();
  * ```
  */
 export class CancellationToken implements Disposable {
-  #state = 0;
-  #reason: unknown = undefined;
-  #parent: CancellationToken | null = null;
-  #firstChild: CancellationToken | null = null;
-  #lastChild: CancellationToken | null = null;
+  #up: CancellationToken | Cancelled | null = null;
+  #first: CancellationToken | null = null;
   #prev: CancellationToken | null = null;
   #next: CancellationToken | null = null;
-  #head: Registration | null = null;
-  #tail: Registration | null = null;
-  #extras: Extras | null = null;
+  #slot: Registration | Extras | null = null;
 
   static {
-    unregister = (registration) => {
-      const token = registration.token!;
-      registration.callback = null;
-      registration.token = null;
-      const { prev, next } = registration;
-      registration.prev = registration.next = null;
-      // A registration whose list is being run (the token is cancelled) was
-      // detached already; clearing `callback` is enough to skip it.
-      if (token.#state & CANCELLED) return;
-      if (prev === null) token.#head = next;
-      else prev.next = next;
-      if (next === null) token.#tail = prev;
-      else next.prev = prev;
-    };
-
     // One native listener per foreign signal, however many tokens follow it:
     // a hidden root token fans the abort out to their callbacks.
     const followers = new WeakMap<AbortSignal, { root: CancellationToken; count: number }>();
@@ -160,7 +208,7 @@ export class CancellationToken implements Disposable {
           followers.delete(signal);
           root.cancel(signal.reason);
         };
-        root.#ensureExtras().unsubscribe = [() => signal.removeEventListener("abort", onAbort)];
+        CancellationToken.#ensureExtras(root).unsubscribe = [() => signal.removeEventListener("abort", onAbort)];
         signal.addEventListener("abort", onAbort, { once: true });
         followers.set(signal, created);
         entry = created;
@@ -219,7 +267,7 @@ export class CancellationToken implements Disposable {
     if (owner !== undefined) return owner.child();
     if (source.aborted) return CancellationToken.alreadyCancelled(source.reason);
     const token = new CancellationToken();
-    token.#ensureExtras().unsubscribe = [followSignal(source, (reason) => token.cancel(reason))];
+    CancellationToken.#ensureExtras(token).unsubscribe = [followSignal(source, (reason) => token.cancel(reason))];
     return token;
   }
 
@@ -265,7 +313,7 @@ export class CancellationToken implements Disposable {
     const token = new CancellationToken();
     if (list.length === 0) return token;
     const cancel = (reason: unknown): void => token.cancel(reason);
-    token.#ensureExtras().unsubscribe = list.map((source) => subscribe(source, cancel));
+    CancellationToken.#ensureExtras(token).unsubscribe = list.map((source) => subscribe(source, cancel));
     return token;
   }
 
@@ -293,7 +341,7 @@ export class CancellationToken implements Disposable {
     assertDuration("create CancellationToken.timeout()", "ms", ms);
     assertOptions("create CancellationToken.timeout()", options);
     const token = new CancellationToken();
-    token.#armTimer(ms, options?.keepAlive === true);
+    CancellationToken.#armTimer(token, ms, options?.keepAlive === true);
     return token;
   }
 
@@ -311,8 +359,7 @@ export class CancellationToken implements Disposable {
    */
   static alreadyCancelled(reason?: unknown): CancellationToken {
     const token = new CancellationToken();
-    token.#state = CANCELLED;
-    token.#reason = reason === undefined ? new DefaultReason() : reason;
+    token.#up = new Cancelled(reason);
     return token;
   }
 
@@ -321,7 +368,7 @@ export class CancellationToken implements Disposable {
 
   /** `true` once this token is cancelled. Never goes back to `false`. */
   get isCancelled(): boolean {
-    return (this.#state & CANCELLED) !== 0;
+    return this.#up instanceof Cancelled;
   }
 
   /**
@@ -330,13 +377,14 @@ export class CancellationToken implements Disposable {
    * `AbortError`, the same object for the whole tree that was cancelled.
    */
   get reason(): unknown {
-    const reason = this.#reason;
-    return reason instanceof DefaultReason ? reason.get() : reason;
+    const up = this.#up;
+    return up instanceof Cancelled ? up.get() : undefined;
   }
 
   /** Throws {@link reason} when this token is cancelled, like `signal.throwIfAborted()`. */
   throwIfCancelled(): void {
-    if (this.#state & CANCELLED) throw this.reason;
+    const up = this.#up;
+    if (up instanceof Cancelled) throw up.get();
   }
 
   /**
@@ -348,12 +396,13 @@ export class CancellationToken implements Disposable {
    * its `abort` event during `cancel()`, right after this token's callbacks.
    */
   get signal(): AbortSignal {
-    const extras = this.#ensureExtras();
+    const extras = CancellationToken.#ensureExtras(this);
     if (extras.controller === null) {
       const controller = new AbortController();
       extras.controller = controller;
       tokenOfSignal.set(controller.signal, this);
-      if (this.#state & CANCELLED) controller.abort(this.reason);
+      const up = this.#up;
+      if (up instanceof Cancelled) controller.abort(up.get());
     }
     return extras.controller.signal;
   }
@@ -378,19 +427,22 @@ export class CancellationToken implements Disposable {
    */
   child(): CancellationToken {
     const child = new CancellationToken();
-    if (this.#state & CANCELLED) {
-      child.#state = CANCELLED;
-      child.#reason = this.#reason;
+    const up = this.#up;
+    if (up instanceof Cancelled) {
+      child.#up = up;
       return child;
     }
-    child.#parent = this;
-    const last = this.#lastChild;
-    if (last === null) this.#firstChild = child;
-    else {
+    child.#up = this;
+    const first = this.#first;
+    if (first === null) {
+      this.#first = child;
+      child.#prev = child;
+    } else {
+      const last = first.#prev!;
       last.#next = child;
       child.#prev = last;
+      first.#prev = child;
     }
-    this.#lastChild = child;
     return child;
   }
 
@@ -412,7 +464,7 @@ export class CancellationToken implements Disposable {
     assertDuration("create token.withTimeout()", "ms", ms);
     assertOptions("create token.withTimeout()", options);
     const child = this.child();
-    if (!child.isCancelled) child.#armTimer(ms, options?.keepAlive === true);
+    if (!child.isCancelled) CancellationToken.#armTimer(child, ms, options?.keepAlive === true);
     return child;
   }
 
@@ -446,38 +498,49 @@ export class CancellationToken implements Disposable {
    * ```
    */
   cancel(reason?: unknown): void {
-    if (this.#state & CANCELLED) return;
-    const shared = reason === undefined ? new DefaultReason() : reason;
-    this.#unlinkFromParent();
+    const up = this.#up;
+    if (up instanceof Cancelled) return;
+    const mark = new Cancelled(reason);
+    if (up !== null) CancellationToken.#unlink(this, up);
 
     // Fast path: a leaf (the per-request case) needs no traversal.
-    if (this.#firstChild === null) {
-      this.#state = CANCELLED;
-      this.#reason = shared;
-      this.#runCallbacks();
+    if (this.#first === null) {
+      this.#up = mark;
+      CancellationToken.#run(this, mark);
       return;
     }
 
-    // Phase 1: mark the subtree in pre-order, collecting it, then drop every link.
-    const subtree: CancellationToken[] = [];
-    let node: CancellationToken | null = this;
-    while (node !== null) {
-      node.#state = CANCELLED;
-      node.#reason = shared;
-      subtree.push(node);
-      if (node.#firstChild !== null) {
-        node = node.#firstChild;
+    // Phase 1: mark the subtree in pre-order (children in creation order)
+    // before any callback runs. No array: each visited token's `#prev` is
+    // reused as the "next in pre-order" thread, and its `#first` (no longer
+    // needed once we descended) keeps its parent for the climb back up.
+    let node: CancellationToken = this;
+    let last: CancellationToken = this;
+    for (;;) {
+      const first: CancellationToken | null = node.#first;
+      node.#first = node.#up as CancellationToken | null;
+      node.#up = mark;
+      last.#prev = node;
+      last = node;
+      if (first !== null) {
+        node = first;
         continue;
       }
-      while (node !== this && node!.#next === null) node = node!.#parent;
-      node = node === this ? null : node!.#next;
+      while (node !== this && node.#next === null) node = node.#first!;
+      if (node === this) break;
+      node = node.#next!;
     }
-    for (const member of subtree) {
-      member.#parent = member.#firstChild = member.#lastChild = member.#prev = member.#next = null;
-    }
+    last.#prev = null;
 
-    // Phase 2: callbacks, in the same order.
-    for (const member of subtree) member.#runCallbacks();
+    // Phase 2: drop the links and run the callbacks, in the same order.
+    // Callbacks cannot disturb the thread: every method leaves the links of
+    // a cancelled token alone.
+    for (let member: CancellationToken | null = this; member !== null; ) {
+      const next: CancellationToken | null = member.#prev;
+      member.#first = member.#prev = member.#next = null;
+      CancellationToken.#run(member, mark);
+      member = next;
+    }
   }
 
   /**
@@ -502,22 +565,17 @@ export class CancellationToken implements Disposable {
    */
   onCancel(callback: (reason: unknown) => void): CancelRegistration {
     assertFunction("register token.onCancel()", "callback", callback);
-    if (this.#state & CANCELLED) {
-      try {
-        callback(this.reason);
-      } catch (error) {
-        report(error);
-      }
+    const up = this.#up;
+    if (up instanceof Cancelled) {
+      invoke(callback, up.get());
       return SPENT;
     }
-    const registration = new Registration(this, callback);
-    const tail = this.#tail;
-    if (tail === null) this.#head = registration;
-    else {
-      tail.next = registration;
-      registration.prev = tail;
-    }
-    this.#tail = registration;
+    const registration = new Registration(callback);
+    const slot = this.#slot;
+    if (slot === null) this.#slot = registration;
+    else if (slot instanceof Registration) {
+      this.#slot = slot.callback === null ? registration : new Extras([slot, registration]);
+    } else slot.add(registration);
     return registration;
   }
 
@@ -538,9 +596,10 @@ export class CancellationToken implements Disposable {
    * ```
    */
   cancelled(): Promise<unknown> {
-    const extras = this.#ensureExtras();
+    const extras = CancellationToken.#ensureExtras(this);
     if (extras.promise === null) {
-      if (this.#state & CANCELLED) extras.promise = Promise.resolve(this.reason);
+      const up = this.#up;
+      if (up instanceof Cancelled) extras.promise = Promise.resolve(up.get());
       else extras.promise = new Promise((resolve) => (extras.resolve = resolve));
     }
     return extras.promise;
@@ -574,7 +633,8 @@ export class CancellationToken implements Disposable {
     if (typeof work !== "function" && !isThenable(work)) {
       throw typeError("call token.runUntilCancelled()", "work", "a promise or a function", work);
     }
-    if (this.#state & CANCELLED) return Promise.reject(this.reason);
+    const up = this.#up;
+    if (up instanceof Cancelled) return Promise.reject(up.get());
     return new Promise<T>((resolve, reject) => {
       let child: CancellationToken | null = null;
       let settled = false;
@@ -640,103 +700,115 @@ export class CancellationToken implements Disposable {
    * ```
    */
   [Symbol.dispose](): void {
-    const extras = this.#extras;
-    if (extras !== null) this.#releaseSources(extras);
-    if (this.#state & CANCELLED) return;
-    const parent = this.#parent;
-    const first = this.#firstChild;
-    if (first !== null) {
-      const last = this.#lastChild!;
-      for (let child: CancellationToken | null = first; child !== null; child = child.#next) child.#parent = parent;
-      if (parent !== null) {
-        // Splice the children in where this token was, keeping pre-order.
-        const prev = this.#prev;
-        const next = this.#next;
-        first.#prev = prev;
-        last.#next = next;
-        if (prev === null) parent.#firstChild = first;
-        else prev.#next = first;
-        if (next === null) parent.#lastChild = last;
-        else next.#prev = last;
-        this.#parent = this.#prev = this.#next = null;
-      } else {
-        for (let child: CancellationToken | null = first; child !== null; ) {
-          const next: CancellationToken | null = child.#next;
-          child.#prev = child.#next = null;
-          child = next;
-        }
-      }
-      this.#firstChild = this.#lastChild = null;
+    const slot = this.#slot;
+    if (slot instanceof Extras) releaseSources(slot);
+    const up = this.#up;
+    if (up instanceof Cancelled) return;
+    const first = this.#first;
+    if (first === null) {
+      if (up !== null) CancellationToken.#unlink(this, up);
+      return;
     }
-    this.#unlinkFromParent();
+    this.#first = null;
+    const last = first.#prev!;
+    if (up === null) {
+      // A disposed root's children become roots.
+      for (let child: CancellationToken | null = first; child !== null; ) {
+        const next: CancellationToken | null = child.#next;
+        child.#up = child.#prev = child.#next = null;
+        child = next;
+      }
+      return;
+    }
+    // Splice the children in where this token was, keeping pre-order.
+    for (let child: CancellationToken | null = first; child !== null; child = child.#next) child.#up = up;
+    const prev = this.#prev!;
+    const next = this.#next;
+    if (up.#first === this) {
+      up.#first = first;
+      // `prev` is the parent's last child, or this token when it was the only one.
+      first.#prev = next === null ? last : prev;
+    } else {
+      prev.#next = first;
+      first.#prev = prev;
+      if (next === null) up.#first!.#prev = last;
+    }
+    last.#next = next;
+    if (next !== null) next.#prev = last;
+    this.#up = this.#prev = this.#next = null;
   }
 
   // -------------------------------------------------------------------------
   // Internals
 
-  #ensureExtras(): Extras {
-    return (this.#extras ??= new Extras());
+  static #ensureExtras(token: CancellationToken): Extras {
+    const slot = token.#slot;
+    if (slot instanceof Extras) return slot;
+    const extras = new Extras(slot);
+    token.#slot = extras;
+    return extras;
   }
 
-  #unlinkFromParent(): void {
-    const parent = this.#parent;
-    if (parent === null) return;
-    const prev = this.#prev;
-    const next = this.#next;
-    if (prev === null) parent.#firstChild = next;
-    else prev.#next = next;
-    if (next === null) parent.#lastChild = prev;
-    else next.#prev = prev;
-    this.#parent = this.#prev = this.#next = null;
-  }
-
-  #releaseSources(extras: Extras): void {
-    if (extras.timer !== null) {
-      clearTimeout(extras.timer);
-      extras.timer = null;
+  /** Unlinks this live token from its parent's child list. */
+  static #unlink(token: CancellationToken, parent: CancellationToken): void {
+    const prev = token.#prev!;
+    const next = token.#next;
+    if (parent.#first === token) {
+      parent.#first = next;
+      if (next !== null) next.#prev = prev;
+    } else {
+      prev.#next = next;
+      if (next !== null) next.#prev = prev;
+      else parent.#first!.#prev = prev;
     }
-    const unsubscribe = extras.unsubscribe;
-    if (unsubscribe !== null) {
-      extras.unsubscribe = null;
-      for (const release of unsubscribe) release();
-    }
+    token.#up = token.#prev = token.#next = null;
   }
 
   /** Phase 2 for one token: its callbacks, then its native signal and promise. */
-  #runCallbacks(): void {
-    const extras = this.#extras;
-    if (extras !== null) this.#releaseSources(extras);
-    let registration = this.#head;
-    if (registration !== null) {
-      this.#head = this.#tail = null;
-      const reason = this.reason;
-      while (registration !== null) {
-        const next: Registration | null = registration.next;
-        const callback = registration.callback;
-        registration.callback = null;
-        registration.token = null;
-        registration.prev = registration.next = null;
-        if (callback !== null) {
-          try {
-            callback(reason);
-          } catch (error) {
-            report(error);
+  static #run(token: CancellationToken, mark: Cancelled): void {
+    const slot = token.#slot;
+    if (slot === null) return;
+    if (slot instanceof Registration) {
+      token.#slot = null;
+      const callback = slot.callback;
+      if (callback !== null) {
+        slot.callback = null;
+        invoke(callback, mark.get());
+      }
+      return;
+    }
+    releaseSources(slot);
+    const regs = slot.regs;
+    if (regs !== null) {
+      slot.regs = null;
+      if (Array.isArray(regs)) {
+        const reason = mark.get();
+        for (let i = 0; i < regs.length; i++) {
+          const registration = regs[i]!;
+          const callback = registration.callback;
+          if (callback !== null) {
+            registration.callback = null;
+            invoke(callback, reason);
           }
         }
-        registration = next;
+      } else {
+        const callback = regs.callback;
+        if (callback !== null) {
+          regs.callback = null;
+          invoke(callback, mark.get());
+        }
       }
     }
-    if (extras !== null) {
-      extras.controller?.abort(this.reason);
-      if (extras.resolve !== null) {
-        extras.resolve(this.reason);
-        extras.resolve = null;
-      }
+    if (slot.controller !== null) slot.controller.abort(mark.get());
+    const resolve = slot.resolve;
+    if (resolve !== null) {
+      slot.resolve = null;
+      resolve(mark.get());
     }
   }
 
-  #armTimer(ms: number, keepAlive: boolean): void {
-    const extras = this.#ensureExtras();
+  static #armTimer(token: CancellationToken, ms: number, keepAlive: boolean): void {
+    const extras = CancellationToken.#ensureExtras(token);
     let remaining = ms;
     const arm = (): void => {
       const step = Math.min(remaining, MAX_TIMER_MS);
@@ -744,7 +816,7 @@ export class CancellationToken implements Disposable {
       const timer = setTimeout(() => {
         extras.timer = null;
         if (remaining > 0) arm();
-        else this.cancel(new DOMException("The operation was aborted due to timeout", "TimeoutError"));
+        else token.cancel(new DOMException("The operation was aborted due to timeout", "TimeoutError"));
       }, step);
       if (!keepAlive) (timer as { unref?: () => void }).unref?.();
       extras.timer = timer;

@@ -1,0 +1,382 @@
+import { getEventListeners } from "node:events";
+import { describe, expect, it } from "vitest";
+import { CancellationToken, TaskTracker } from "../../src/cancel/index.js";
+import { deferred, flush, stateOf } from "./helpers.js";
+
+/*
+ * Port of tokio-util/tests/task_tracker.rs (tokio-rs/tokio @ ea91b33), one
+ * `it` per upstream test. tokio's `TaskTrackerToken` (a raw +1 on the count,
+ * -1 on drop) has no public JS equivalent: `track(promise)` of a deferred
+ * promise is one, and "dropping" it is settling the promise. The tracker
+ * counts a task as exited when it observes the settlement (one microtask
+ * later), so each drop is followed by a flush.
+ */
+function token(tracker: TaskTracker): { drop: () => Promise<void> } {
+  const d = deferred<void>();
+  void tracker.track(d.promise);
+  return {
+    drop: async () => {
+      d.resolve();
+      await flush();
+    },
+  };
+}
+
+describe("tokio-util task_tracker.rs", () => {
+  it("open_close", () => {
+    const tracker = new TaskTracker();
+    expect(tracker.isClosed).toBe(false);
+    expect(tracker.isEmpty).toBe(true);
+    expect(tracker.size).toBe(0);
+
+    expect(tracker.close()).toBe(true);
+    expect(tracker.isClosed).toBe(true);
+    expect(tracker.isEmpty).toBe(true);
+    expect(tracker.size).toBe(0);
+
+    expect(tracker.reopen()).toBe(true);
+    expect(tracker.isClosed).toBe(false);
+    expect(tracker.reopen()).toBe(false);
+    expect(tracker.isClosed).toBe(false);
+    expect(tracker.isEmpty).toBe(true);
+    expect(tracker.size).toBe(0);
+
+    expect(tracker.close()).toBe(true);
+    expect(tracker.isClosed).toBe(true);
+    expect(tracker.close()).toBe(false);
+    expect(tracker.isClosed).toBe(true);
+    expect(tracker.isEmpty).toBe(true);
+    expect(tracker.size).toBe(0);
+  });
+
+  it("token_len", async () => {
+    const tracker = new TaskTracker();
+    const tokens: Array<{ drop: () => Promise<void> }> = [];
+    for (let i = 0; i < 10; i++) {
+      expect(tracker.size).toBe(i);
+      tokens.push(token(tracker));
+    }
+    expect(tracker.isEmpty).toBe(false);
+    expect(tracker.size).toBe(10);
+    for (let i = 0; i < 10; i++) {
+      await tokens[i]!.drop();
+      expect(tracker.size).toBe(9 - i);
+    }
+  });
+
+  it("notify_immediately", async () => {
+    const tracker = new TaskTracker();
+    tracker.close();
+    expect(await stateOf(tracker.wait())).toBe("fulfilled");
+  });
+
+  it("notify_immediately_on_reopen", async () => {
+    const tracker = new TaskTracker();
+    tracker.close();
+    const wait = tracker.wait();
+    tracker.reopen();
+    expect(await stateOf(wait)).toBe("fulfilled");
+  });
+
+  it("notify_on_close", async () => {
+    const tracker = new TaskTracker();
+    const wait = tracker.wait();
+    expect(await stateOf(wait)).toBe("pending");
+    tracker.close();
+    expect(await stateOf(wait)).toBe("fulfilled");
+  });
+
+  it("notify_on_close_reopen", async () => {
+    const tracker = new TaskTracker();
+    const wait = tracker.wait();
+    expect(await stateOf(wait)).toBe("pending");
+    tracker.close();
+    tracker.reopen();
+    expect(await stateOf(wait)).toBe("fulfilled");
+  });
+
+  it("notify_on_last_task", async () => {
+    const tracker = new TaskTracker();
+    tracker.close();
+    const t = token(tracker);
+    const wait = tracker.wait();
+    expect(await stateOf(wait)).toBe("pending");
+    await t.drop();
+    expect(await stateOf(wait)).toBe("fulfilled");
+  });
+
+  it("notify_on_last_task_respawn", async () => {
+    const tracker = new TaskTracker();
+    tracker.close();
+    const t = token(tracker);
+    const wait = tracker.wait();
+    expect(await stateOf(wait)).toBe("pending");
+    await t.drop();
+    const t2 = token(tracker);
+    expect(tracker.size).toBe(1);
+    expect(await stateOf(wait)).toBe("fulfilled");
+    await t2.drop();
+  });
+
+  it("no_notify_on_respawn_if_open", async () => {
+    const tracker = new TaskTracker();
+    const t = token(tracker);
+    const wait = tracker.wait();
+    expect(await stateOf(wait)).toBe("pending");
+    await t.drop();
+    const t2 = token(tracker);
+    expect(await stateOf(wait)).toBe("pending");
+    await t2.drop();
+    expect(await stateOf(wait)).toBe("pending");
+  });
+
+  it("close_during_exit", async () => {
+    const ITERS = 5;
+    for (let closeSpot = 0; closeSpot <= ITERS; closeSpot++) {
+      const tracker = new TaskTracker();
+      const tokens = Array.from({ length: ITERS }, () => token(tracker));
+      const wait = tracker.wait();
+      for (let i = 0; i < ITERS; i++) {
+        expect(await stateOf(wait)).toBe("pending");
+        if (i === closeSpot) {
+          tracker.close();
+          expect(await stateOf(wait)).toBe("pending");
+        }
+        await tokens[i]!.drop();
+      }
+      if (closeSpot === ITERS) {
+        expect(await stateOf(wait)).toBe("pending");
+        tracker.close();
+      }
+      expect(await stateOf(wait)).toBe("fulfilled");
+    }
+  });
+
+  it("notify_many", async () => {
+    const tracker = new TaskTracker();
+    const waits = Array.from({ length: 10 }, () => tracker.wait());
+    for (const wait of waits) expect(await stateOf(wait)).toBe("pending");
+    tracker.close();
+    for (const wait of waits) expect(await stateOf(wait)).toBe("fulfilled");
+  });
+
+  it("spawn::spawn_then_close", async () => {
+    const N = 8;
+    const tracker = new TaskTracker();
+    const done: number[] = [];
+    // tokio spawns on the current runtime and on an explicit handle; JS has one event loop.
+    for (let i = 0; i < N; i++) void tracker.spawn(async () => void done.push(i));
+    for (let i = 0; i < N; i++) void tracker.spawn(() => new Promise<void>((resolve) => setImmediate(() => resolve(void done.push(N + i)))));
+    tracker.close();
+    await tracker.wait();
+    expect(done).toHaveLength(2 * N);
+    expect(tracker.isEmpty).toBe(true);
+    expect(tracker.isClosed).toBe(true);
+  });
+
+  it("spawn_local::panic_outside_any_runtime", () => {
+    // No JS equivalent: there is no LocalSet and no runtime to be outside of.
+    // The nearest property: spawn() works anywhere and calls the task at once.
+    const tracker = new TaskTracker();
+    let called = false;
+    void tracker.spawn(() => void (called = true));
+    expect(called).toBe(true);
+  });
+
+  it("spawn_local::panic_in_multi_thread_runtime", async () => {
+    // No JS equivalent (one thread). spawn() from inside another task works.
+    const tracker = new TaskTracker();
+    const inner = await tracker.spawn(async () => tracker.spawn(async () => 7));
+    expect(inner).toBe(7);
+    tracker.close();
+    await tracker.wait();
+    expect(tracker.isEmpty).toBe(true);
+  });
+
+  it("spawn_local::spawn_then_close", async () => {
+    const N = 8;
+    const tracker = new TaskTracker();
+    const resources = Array.from({ length: N }, () => ({ released: false }));
+    for (const rc of resources) {
+      void tracker.spawn(async () => {
+        await Promise.resolve();
+        rc.released = true;
+      });
+    }
+    tracker.close();
+    await tracker.wait();
+    expect(resources.every((rc) => rc.released)).toBe(true);
+    expect(tracker.isEmpty).toBe(true);
+    expect(tracker.isClosed).toBe(true);
+  });
+
+  it("spawn_local::spawn_after_close", async () => {
+    const N = 8;
+    const tracker = new TaskTracker();
+    tracker.close();
+    const gates = Array.from({ length: N }, () => deferred<void>());
+    for (const gate of gates) void tracker.spawn(() => gate.promise);
+    const wait = tracker.wait();
+    expect(await stateOf(wait)).toBe("pending");
+    for (const gate of gates) gate.resolve();
+    expect(await stateOf(wait)).toBe("fulfilled");
+    expect(tracker.isClosed).toBe(true);
+    expect(tracker.isEmpty).toBe(true);
+  });
+
+  it("spawn_local_on::local_runtime::spawn_then_close", async () => {
+    const N = 8;
+    const tracker = new TaskTracker();
+    let finished = 0;
+    for (let i = 0; i < N; i++) void tracker.spawn(async () => void finished++);
+    tracker.close();
+    await tracker.wait();
+    expect(finished).toBe(N);
+    expect(tracker.isEmpty).toBe(true);
+    expect(tracker.isClosed).toBe(true);
+  });
+
+  it("spawn_local_on::local_set::spawn_then_drop", async () => {
+    // Dropping the tracker does not abort its tasks. JS has no drop: the
+    // tracker just becomes unreachable, and its tasks keep running.
+    const N = 8;
+    let tracker: TaskTracker | null = new TaskTracker();
+    const gates = Array.from({ length: N }, () => deferred<string>());
+    const results = gates.map((gate) => tracker!.spawn(() => gate.promise));
+    tracker = null;
+    await flush();
+    for (const r of results) expect(await stateOf(r)).toBe("pending");
+    gates.forEach((gate, i) => gate.resolve(`done ${i}`));
+    await expect(Promise.all(results)).resolves.toEqual(gates.map((_, i) => `done ${i}`));
+  });
+
+  it("spawn_local_on::local_set::close_then_spawn", async () => {
+    const N = 8;
+    const tracker = new TaskTracker();
+    tracker.close();
+    for (let i = 0; i < N; i++) void tracker.spawn(async () => {});
+    expect(tracker.size).toBe(N);
+    await tracker.wait();
+    expect(tracker.isClosed).toBe(true);
+    expect(tracker.isEmpty).toBe(true);
+  });
+});
+
+describe("TaskTracker", () => {
+  it("spawn() resolves with the task's value and track() settles like the promise, after the count dropped", async () => {
+    const tracker = new TaskTracker();
+    const value = tracker.spawn(async () => 42);
+    const error = new Error("task failed");
+    const failed = tracker.track(Promise.reject(error));
+    expect(tracker.size).toBe(2);
+    await expect(value).resolves.toBe(42);
+    await expect(failed).rejects.toBe(error);
+    expect(tracker.size).toBe(0);
+  });
+
+  it("spawn() turns a synchronous throw into a rejection and never counts it", async () => {
+    const tracker = new TaskTracker();
+    const error = new Error("sync");
+    const p = tracker.spawn(() => {
+      throw error;
+    });
+    expect(tracker.size).toBe(0);
+    await expect(p).rejects.toBe(error);
+    tracker.close();
+    expect(await stateOf(tracker.wait())).toBe("fulfilled");
+  });
+
+  it("spawn() of a task returning a plain value counts it until the next microtask", async () => {
+    const tracker = new TaskTracker();
+    const p = tracker.spawn(() => "sync value");
+    expect(tracker.size).toBe(1);
+    await expect(p).resolves.toBe("sync value");
+    expect(tracker.size).toBe(0);
+  });
+
+  it("wait() resolves when a rejected task was the last one", async () => {
+    const tracker = new TaskTracker();
+    const d = deferred<void>();
+    tracker.track(d.promise).catch(() => {});
+    tracker.close();
+    const wait = tracker.wait();
+    expect(await stateOf(wait)).toBe("pending");
+    d.reject(new Error("x"));
+    expect(await stateOf(wait)).toBe("fulfilled");
+  });
+
+  describe("wait({ signal })", () => {
+    it("wait() with an already-aborted signal rejects with its reason and registers nothing", async () => {
+      const tracker = new TaskTracker();
+      const reason = new Error("already");
+      await expect(tracker.wait({ signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
+      await expect(tracker.wait({ signal: CancellationToken.alreadyCancelled("tok") })).rejects.toBe("tok");
+      // Even when the tracker is closed and empty: the abort is checked first.
+      tracker.close();
+      await expect(tracker.wait({ signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
+    });
+
+    it("wait() aborted while waiting rejects with the reason unchanged and leaves no listener", async () => {
+      const tracker = new TaskTracker();
+      const controller = new AbortController();
+      const wait = tracker.wait({ signal: controller.signal });
+      expect(getEventListeners(controller.signal, "abort")).toHaveLength(1);
+      expect(await stateOf(wait)).toBe("pending");
+      const reason = { why: "shutdown" };
+      controller.abort(reason);
+      await expect(wait).rejects.toBe(reason);
+      expect(getEventListeners(controller.signal, "abort")).toHaveLength(0);
+      // The tracker is unaffected and other waiters still work.
+      const other = tracker.wait();
+      tracker.close();
+      expect(await stateOf(other)).toBe("fulfilled");
+    });
+
+    it("wait() with a token aborted while waiting rejects with the token's reason", async () => {
+      const tracker = new TaskTracker();
+      const token = new CancellationToken();
+      const wait = tracker.wait({ signal: token });
+      expect(await stateOf(wait)).toBe("pending");
+      token.cancel("stop waiting");
+      await expect(wait).rejects.toBe("stop waiting");
+    });
+
+    it("wait() aborted after it resolved stays resolved and leaves no listener", async () => {
+      const tracker = new TaskTracker();
+      const controller = new AbortController();
+      const token = new CancellationToken();
+      const a = tracker.wait({ signal: controller.signal });
+      const b = tracker.wait({ signal: token });
+      tracker.close();
+      expect(getEventListeners(controller.signal, "abort")).toHaveLength(0);
+      controller.abort("late");
+      token.cancel("late");
+      expect(await stateOf(a)).toBe("fulfilled");
+      expect(await stateOf(b)).toBe("fulfilled");
+    });
+
+    it("wait() resolving at once with a live signal adds no listener", async () => {
+      const tracker = new TaskTracker();
+      tracker.close();
+      const controller = new AbortController();
+      const wait = tracker.wait({ signal: controller.signal });
+      expect(getEventListeners(controller.signal, "abort")).toHaveLength(0);
+      expect(await stateOf(wait)).toBe("fulfilled");
+    });
+  });
+
+  describe("bad input", () => {
+    it("spawn(), track() and wait() reject bad arguments with a TypeError naming the call and value, and change nothing", () => {
+      const tracker = new TaskTracker();
+      expect(() => tracker.spawn(5 as never)).toThrow("Cannot spawn on TaskTracker: 'task' must be a function, received number 5");
+      expect(() => tracker.track(5 as never)).toThrow("Cannot track on TaskTracker: 'promise' must be a promise, received number 5");
+      expect(() => tracker.track(null as never)).toThrow(TypeError);
+      expect(() => tracker.wait(5 as never)).toThrow("Cannot wait on TaskTracker: 'options' must be an object or undefined, received number 5");
+      expect(() => tracker.wait({ signal: "x" as never })).toThrow(
+        "Cannot wait on TaskTracker: 'signal' must be an AbortSignal, a CancellationToken or undefined, received string \"x\"",
+      );
+      expect(tracker.size).toBe(0);
+      expect(tracker.isClosed).toBe(false);
+    });
+  });
+});

@@ -1,0 +1,532 @@
+import { describe, expect, it } from "vitest";
+import { selectable } from "../../src/internal/selectable.js";
+import { ChannelClosedError, oneshot, OneshotReceiver, OneshotSender } from "../../src/channels/index.js";
+import { CancellationToken } from "../../src/cancel/index.js";
+import { abortListeners, countingToken, flush, resolvesToItself, track } from "./helpers.js";
+
+// Port of tokio/tests/sync_oneshot.rs, one `it` per upstream test. Rust's
+// "drop the handle" is `close()` here; "the task is woken" + "poll is Ready"
+// is "the promise settled after a flush".
+describe("tokio sync_oneshot.rs", () => {
+  it("send_recv", async () => {
+    const [tx, rx] = oneshot<number>();
+    const got = track(rx.recv());
+    await flush();
+    expect(got.state).toBe("pending");
+    expect(tx.send(1)).toBe(true);
+    await flush();
+    expect(got).toMatchObject({ state: "fulfilled", value: 1 });
+  });
+
+  it("async_send_recv", async () => {
+    const [tx, rx] = oneshot<number>();
+    expect(tx.send(1)).toBe(true);
+    expect(await rx.recv()).toBe(1);
+  });
+
+  it("close_tx", async () => {
+    const [tx, rx] = oneshot<number>();
+    const got = track(rx.recv());
+    await flush();
+    expect(got.state).toBe("pending");
+    tx.close();
+    await flush();
+    expect(got.state).toBe("rejected");
+    expect(got.error).toBeInstanceOf(ChannelClosedError);
+  });
+
+  it("close_rx", async () => {
+    // First, without checking closed(): the receiver is gone, send fails.
+    {
+      const [tx, rx] = oneshot<number>();
+      rx.close();
+      expect(tx.send(1)).toBe(false);
+    }
+    // Second, via closed().
+    const [tx, rx] = oneshot<number>();
+    const closed = track(tx.closed());
+    await flush();
+    expect(closed.state).toBe("pending");
+    rx.close();
+    await flush();
+    expect(closed.state).toBe("fulfilled");
+    expect(tx.isClosed).toBe(true);
+    expect(track(tx.closed()).state).toBe("pending"); // a fresh promise…
+    await expect(tx.closed()).resolves.toBeUndefined(); // …that is already resolved
+    expect(tx.send(1)).toBe(false);
+  });
+
+  it("async_rx_closed", async () => {
+    const [tx, rx] = oneshot<void>();
+    queueMicrotask(() => rx.close()); // tokio spawns a task that drops rx
+    await tx.closed();
+    expect(tx.isClosed).toBe(true);
+  });
+
+  it("explicit_close_poll", async () => {
+    // First, with a value sent: it survives close().
+    {
+      const [tx, rx] = oneshot<number>();
+      expect(tx.send(1)).toBe(true);
+      rx.close();
+      expect(await rx.recv()).toBe(1);
+    }
+    // Second, without the value sent: close() wakes closed(); send fails; recv fails.
+    {
+      const [tx, rx] = oneshot<number>();
+      const closed = track(tx.closed());
+      await flush();
+      expect(closed.state).toBe("pending");
+      rx.close();
+      await flush();
+      expect(closed.state).toBe("fulfilled");
+      expect(tx.isClosed).toBe(true);
+      expect(tx.send(1)).toBe(false);
+      await expect(rx.recv()).rejects.toBeInstanceOf(ChannelClosedError);
+    }
+    // Again, without ever sending: recv fails while the sender is still open.
+    {
+      const [tx, rx] = oneshot<number>();
+      const closed = track(tx.closed());
+      rx.close();
+      await flush();
+      expect(closed.state).toBe("fulfilled");
+      expect(tx.isClosed).toBe(true);
+      await expect(rx.recv()).rejects.toBeInstanceOf(ChannelClosedError);
+    }
+  });
+
+  it("explicit_close_try_recv", async () => {
+    {
+      const [tx, rx] = oneshot<number>();
+      expect(tx.send(1)).toBe(true);
+      rx.close();
+      expect(rx.tryRecv()).toEqual({ state: "value", value: 1 });
+    }
+    const [tx, rx] = oneshot<number>();
+    const closed = track(tx.closed());
+    rx.close();
+    await flush();
+    expect(closed.state).toBe("fulfilled");
+    expect(tx.isClosed).toBe(true);
+    expect(rx.tryRecv()).toEqual({ state: "closed" });
+  });
+
+  it("close_try_recv_poll", async () => {
+    // tokio panics when a terminated receiver is polled again; here a recv()
+    // after termination rejects with ChannelClosedError instead.
+    const [tx, rx] = oneshot<number>();
+    rx.close();
+    expect(rx.tryRecv()).toEqual({ state: "closed" });
+    await expect(rx.recv()).rejects.toBeInstanceOf(ChannelClosedError);
+    expect(tx.send(1)).toBe(false);
+  });
+
+  it("close_after_recv", () => {
+    const [tx, rx] = oneshot<number>();
+    tx.send(17);
+    expect(rx.tryRecv()).toEqual({ state: "value", value: 17 });
+    expect(() => rx.close()).not.toThrow();
+  });
+
+  it("try_recv_after_completion", () => {
+    const [tx, rx] = oneshot<number>();
+    tx.send(17);
+    expect(rx.tryRecv()).toEqual({ state: "value", value: 17 });
+    expect(rx.tryRecv()).toEqual({ state: "closed" });
+    rx.close();
+  });
+
+  it("try_recv_after_completion_await", async () => {
+    const [tx, rx] = oneshot<number>();
+    tx.send(17);
+    expect(await rx.recv()).toBe(17);
+    expect(rx.tryRecv()).toEqual({ state: "closed" });
+    rx.close();
+  });
+
+  it("drops_tasks", async () => {
+    // Rust counts waker references; the JS equivalent is that closing both
+    // halves settles every pending wait and leaves nothing on their signals.
+    const [tx, rx] = oneshot<number>();
+    const ac = new AbortController();
+    const closed = track(tx.closed({ signal: ac.signal }));
+    const got = track(rx.recv({ signal: ac.signal }));
+    expect(abortListeners(ac.signal)).toBe(1); // one shared listener for both waits
+    tx.close();
+    rx.close();
+    await flush();
+    expect(closed.state).toBe("fulfilled");
+    expect(got.state).toBe("rejected");
+    expect(abortListeners(ac.signal)).toBe(0);
+  });
+
+  it("receiver_changes_task", async () => {
+    // Rust replaces the waker of the previous poll. JS promises cannot be
+    // replaced: both waits stay pending, the first gets the value, and the
+    // other rejects (a oneshot value is delivered once).
+    const [tx, rx] = oneshot<number>();
+    const first = track(rx.recv());
+    const second = track(rx.recv());
+    await flush();
+    expect(first.state).toBe("pending");
+    expect(second.state).toBe("pending");
+    expect(tx.send(1)).toBe(true);
+    await flush();
+    expect(first).toMatchObject({ state: "fulfilled", value: 1 });
+    expect(second.state).toBe("rejected");
+    expect(second.error).toBeInstanceOf(ChannelClosedError);
+  });
+
+  it("sender_changes_task", async () => {
+    // Rust: only the latest closed() poller is woken. JS: any number of
+    // closed() promises may wait and all resolve.
+    const [tx, rx] = oneshot<number>();
+    const first = track(tx.closed());
+    const second = track(tx.closed());
+    await flush();
+    expect([first.state, second.state]).toEqual(["pending", "pending"]);
+    rx.close();
+    await flush();
+    expect([first.state, second.state]).toEqual(["fulfilled", "fulfilled"]);
+  });
+
+  it("receiver_is_terminated_send", async () => {
+    const [tx, rx] = oneshot<number>();
+    expect(rx.isTerminated).toBe(false);
+    tx.send(17);
+    expect(rx.isTerminated).toBe(false);
+    expect(await rx.recv()).toBe(17);
+    expect(rx.isTerminated).toBe(true);
+  });
+
+  it("receiver_is_terminated_try_recv", () => {
+    const [tx, rx] = oneshot<number>();
+    expect(rx.isTerminated).toBe(false);
+    tx.send(17);
+    expect(rx.isTerminated).toBe(false);
+    expect(rx.tryRecv()).toEqual({ state: "value", value: 17 });
+    expect(rx.isTerminated).toBe(true);
+  });
+
+  it("receiver_is_terminated_drop", async () => {
+    const [tx, rx] = oneshot<number>();
+    expect(rx.isTerminated).toBe(false);
+    tx.close();
+    expect(rx.isTerminated).toBe(false);
+    await expect(rx.recv()).rejects.toBeInstanceOf(ChannelClosedError);
+    expect(rx.isTerminated).toBe(true);
+  });
+
+  it("receiver_is_terminated_rx_close", async () => {
+    const [, rx] = oneshot<number>();
+    expect(rx.isTerminated).toBe(false);
+    rx.close();
+    expect(rx.isTerminated).toBe(false);
+    await expect(rx.recv()).rejects.toBeInstanceOf(ChannelClosedError);
+    expect(rx.isTerminated).toBe(true);
+  });
+
+  it("receiver_is_empty_send", async () => {
+    const [tx, rx] = oneshot<number>();
+    expect(rx.isEmpty).toBe(true);
+    tx.send(17);
+    expect(rx.isEmpty).toBe(false);
+    expect(await rx.recv()).toBe(17);
+    expect(rx.isEmpty).toBe(true);
+  });
+
+  it("receiver_is_empty_try_recv", () => {
+    const [tx, rx] = oneshot<number>();
+    expect(rx.isEmpty).toBe(true);
+    tx.send(17);
+    expect(rx.isEmpty).toBe(false);
+    expect(rx.tryRecv()).toEqual({ state: "value", value: 17 });
+    expect(rx.isEmpty).toBe(true);
+  });
+
+  it("receiver_is_empty_drop", async () => {
+    const [tx, rx] = oneshot<number>();
+    expect(rx.isEmpty).toBe(true);
+    tx.close();
+    expect(rx.isEmpty).toBe(true);
+    await expect(rx.recv()).rejects.toBeInstanceOf(ChannelClosedError);
+    expect(rx.isEmpty).toBe(true);
+  });
+
+  it("receiver_is_empty_rx_close", () => {
+    const [, rx] = oneshot<number>();
+    expect(rx.isEmpty).toBe(true);
+    rx.close();
+    expect(rx.isEmpty).toBe(true);
+  });
+});
+
+describe("oneshot()", () => {
+  // -- Sending --
+
+  it("send() throws ChannelClosedError carrying the value on a second send", () => {
+    const [tx, rx] = oneshot<number>();
+    expect(tx.send(1)).toBe(true);
+    let error: unknown;
+    try {
+      tx.send(2);
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(ChannelClosedError);
+    expect(error).toMatchObject({ code: "CANCELKIT_ERR_CHANNEL_CLOSED", value: 2 });
+    expect(rx.tryRecv()).toEqual({ state: "value", value: 1 });
+  });
+
+  it("send() throws ChannelClosedError after tx.close(), even a failed send counts as used", () => {
+    const [tx] = oneshot<number>();
+    tx.close();
+    expect(() => tx.send(1)).toThrow(ChannelClosedError);
+    const [tx2, rx2] = oneshot<number>();
+    rx2.close();
+    expect(tx2.send(1)).toBe(false);
+    expect(() => tx2.send(2)).toThrow(ChannelClosedError);
+  });
+
+  it("tx.close() after a send keeps the value receivable", async () => {
+    const [tx, rx] = oneshot<string>();
+    tx.send("kept");
+    tx.close();
+    expect(await rx.recv()).toBe("kept");
+  });
+
+  it("tryRecv() returns empty without changing anything", () => {
+    const [tx, rx] = oneshot<number>();
+    expect(rx.tryRecv()).toEqual({ state: "empty" });
+    expect(rx.isTerminated).toBe(false);
+    tx.send(3);
+    expect(rx.tryRecv()).toEqual({ state: "value", value: 3 });
+  });
+
+  it("recv() returns a fresh promise per call", () => {
+    const [, rx] = oneshot<number>();
+    const a = rx.recv();
+    const b = rx.recv();
+    expect(a).not.toBe(b);
+    rx.close();
+    return Promise.allSettled([a, b]);
+  });
+
+  it("using closes both halves at scope exit", async () => {
+    const [outerTx, outerRx] = oneshot<number>();
+    let closed: Promise<void>;
+    {
+      using tx = outerTx;
+      using rx = outerRx;
+      closed = tx.closed();
+      expect(rx.isTerminated).toBe(false);
+    }
+    await closed;
+    expect(outerTx.isClosed).toBe(true);
+    expect(() => outerTx.send(1)).toThrow(ChannelClosedError);
+  });
+
+  it("a value that is itself a thenable is adopted by recv(), like any promise resolution", async () => {
+    const [tx, rx] = oneshot<Promise<number>>();
+    tx.send(Promise.resolve(5));
+    expect(await rx.recv()).toBe(5);
+  });
+
+  // -- Not a thenable --
+
+  it("OneshotReceiver is not a thenable: returning it from an async function does not wait", async () => {
+    const [tx, rx] = oneshot<number>();
+    expect(await resolvesToItself(rx)).toBe(true);
+    expect(rx.isEmpty).toBe(true);
+    tx.send(1);
+    expect(await resolvesToItself(rx)).toBe(true);
+    expect(rx.tryRecv()).toEqual({ state: "value", value: 1 }); // nothing consumed it
+  });
+
+  it("the handles are instances of the exported classes", () => {
+    const [tx, rx] = oneshot();
+    expect(tx).toBeInstanceOf(OneshotSender);
+    expect(rx).toBeInstanceOf(OneshotReceiver);
+  });
+
+  // -- Abort positions --
+
+  it("recv() rejects with the reason unchanged when the signal is already aborted, consuming nothing", async () => {
+    const [tx, rx] = oneshot<number>();
+    tx.send(1);
+    const reason = new Error("stop");
+    await expect(rx.recv({ signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
+    await expect(rx.recv({ signal: CancellationToken.alreadyCancelled(reason) })).rejects.toBe(reason);
+    expect(rx.tryRecv()).toEqual({ state: "value", value: 1 });
+  });
+
+  it("recv() rejects with the reason when aborted while waiting, and a later value stays receivable", async () => {
+    const [tx, rx] = oneshot<number>();
+    const ac = new AbortController();
+    const got = track(rx.recv({ signal: ac.signal }));
+    await flush();
+    expect(got.state).toBe("pending");
+    expect(abortListeners(ac.signal)).toBe(1);
+    ac.abort("gone");
+    await flush();
+    expect(got).toMatchObject({ state: "rejected", error: "gone" });
+    expect(abortListeners(ac.signal)).toBe(0);
+    expect(tx.send(9)).toBe(true);
+    expect(await rx.recv()).toBe(9);
+  });
+
+  it("recv() is not affected by an abort that comes after the value", async () => {
+    const [tx, rx] = oneshot<number>();
+    const ac = new AbortController();
+    const got = track(rx.recv({ signal: ac.signal }));
+    tx.send(1);
+    ac.abort("late");
+    await flush();
+    expect(got).toMatchObject({ state: "fulfilled", value: 1 });
+    // A value already here when recv() is called wins too.
+    const [tx2, rx2] = oneshot<number>();
+    tx2.send(2);
+    const token = new CancellationToken();
+    const got2 = track(rx2.recv({ signal: token }));
+    token.cancel("late");
+    await flush();
+    expect(got2).toMatchObject({ state: "fulfilled", value: 2 });
+  });
+
+  it("recv() with a CancellationToken rejects with its reason and leaves no registration", async () => {
+    const { token, live } = countingToken();
+    const [tx, rx] = oneshot<number>();
+    const got = track(rx.recv({ signal: token }));
+    expect(live()).toBe(1);
+    token.cancel("cancelled");
+    await flush();
+    expect(got).toMatchObject({ state: "rejected", error: "cancelled" });
+    expect(live()).toBe(0);
+    tx.send(1);
+    expect(rx.tryRecv()).toEqual({ state: "value", value: 1 });
+  });
+
+  it("recv() leaves no listener on the signal after any settle path", async () => {
+    const ac = new AbortController();
+    const { token, live } = countingToken();
+    for (const signal of [ac.signal, token]) {
+      // value
+      const [tx1, rx1] = oneshot<number>();
+      const p1 = rx1.recv({ signal });
+      tx1.send(1);
+      await p1;
+      // sender closed
+      const [tx2, rx2] = oneshot<number>();
+      const p2 = rx2.recv({ signal });
+      tx2.close();
+      await p2.catch(() => {});
+      // receiver closed
+      const [, rx3] = oneshot<number>();
+      const p3 = rx3.recv({ signal });
+      rx3.close();
+      await p3.catch(() => {});
+      // another recv() took the value
+      const [tx4, rx4] = oneshot<number>();
+      const p4a = rx4.recv();
+      const p4b = rx4.recv({ signal });
+      tx4.send(1);
+      await Promise.allSettled([p4a, p4b]);
+      // tx.closed() resolved
+      const [tx5, rx5] = oneshot<number>();
+      const p5 = tx5.closed({ signal });
+      rx5.close();
+      await p5;
+    }
+    expect(abortListeners(ac.signal)).toBe(0);
+    expect(live()).toBe(0);
+  });
+
+  it("tx.closed() rejects with the reason when aborted, already or while waiting", async () => {
+    const [tx, rx] = oneshot<number>();
+    const reason = { why: "timeout" };
+    await expect(tx.closed({ signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
+    const ac = new AbortController();
+    const waiting = track(tx.closed({ signal: ac.signal }));
+    await flush();
+    expect(waiting.state).toBe("pending");
+    ac.abort(reason);
+    await flush();
+    expect(waiting).toMatchObject({ state: "rejected", error: reason });
+    expect(abortListeners(ac.signal)).toBe(0);
+    rx.close();
+    await expect(tx.closed()).resolves.toBeUndefined();
+  });
+
+  // -- Bad input --
+
+  it("recv() and closed() throw TypeError synchronously on a bad signal or options, before any state change", () => {
+    const [tx, rx] = oneshot<number>();
+    tx.send(1);
+    expect(() => rx.recv({ signal: 5 as never })).toThrow(
+      new TypeError("Cannot call rx.recv(): 'signal' must be an AbortSignal, a CancellationToken or undefined, received number 5"),
+    );
+    expect(() => rx.recv("x" as never)).toThrow(TypeError);
+    expect(() => rx.recv(null as never)).toThrow(/received null/);
+    expect(() => tx.closed({ signal: {} as never })).toThrow(/Cannot call tx.closed\(\): 'signal'/);
+    expect(rx.tryRecv()).toEqual({ state: "value", value: 1 }); // nothing consumed
+  });
+
+  // -- select branch --
+
+  it("[selectable]() polls without consuming, and commit() takes the value once", () => {
+    const [tx, rx] = oneshot<number>();
+    const branch = rx[selectable]();
+    expect(branch.poll()).toBe(false);
+    let woken = 0;
+    const unsubscribe = branch.subscribe(() => woken++);
+    tx.send(7);
+    expect(woken).toBe(1);
+    expect(branch.poll()).toBe(true);
+    expect(branch.poll()).toBe(true); // polling twice consumes nothing
+    expect(rx.isEmpty).toBe(false);
+    expect(branch.commit()).toBe(7);
+    expect(rx.tryRecv()).toEqual({ state: "closed" });
+    unsubscribe();
+    unsubscribe(); // idempotent
+  });
+
+  it("[selectable]() losing branch leaves the value for recv()", async () => {
+    const [tx, rx] = oneshot<string>();
+    const branch = rx[selectable]();
+    const unsubscribe = branch.subscribe(() => {});
+    tx.send("kept");
+    expect(branch.poll()).toBe(true);
+    unsubscribe(); // lost the select: no commit
+    expect(await rx.recv()).toBe("kept");
+  });
+
+  it("[selectable]() commit() throws ChannelClosedError when the sender closed without sending", () => {
+    const [tx, rx] = oneshot<number>();
+    const branch = rx[selectable]();
+    let woken = 0;
+    const unsubscribe = branch.subscribe(() => woken++);
+    tx.close();
+    expect(woken).toBe(1);
+    expect(branch.poll()).toBe(true);
+    expect(() => branch.commit()).toThrow(ChannelClosedError);
+    unsubscribe();
+  });
+
+  it("[selectable]() subscribe() stops waking after unsubscribe and wakes on rx.close()", () => {
+    const [tx, rx] = oneshot<number>();
+    let a = 0;
+    let b = 0;
+    const offA = rx[selectable]().subscribe(() => a++);
+    const offB = rx[selectable]().subscribe(() => {
+      b++;
+      offA(); // unsubscribing another branch from inside a wake-up is safe
+    });
+    offA();
+    rx.close();
+    expect([a, b]).toEqual([0, 1]);
+    offB();
+    expect(tx.send(1)).toBe(false);
+    expect([a, b]).toEqual([0, 1]);
+  });
+});

@@ -23,3 +23,23 @@ export {
   isShutdownTimeoutError,
   type CancelkitErrorCode,
 } from "./internal/errors.js";
+export {
+  oneshot,
+  OneshotSender,
+  OneshotReceiver,
+  watch,
+  WatchSender,
+  WatchReceiver,
+  type OneshotWaitOptions,
+  type OneshotTryRecvResult,
+  type WatchWaitOptions,
+} from "./channels/index.js";
+export {
+  select,
+  type SelectOptions,
+  type SelectResult,
+  type SelectSource,
+  type SelectValue,
+} from "./signals/select.js";
+export { Sleep, sleep, deadline, type SleepOptions } from "./signals/sleep.js";
+export { selectable, type Selectable, type SelectBranch } from "./internal/selectable.js";

@@ -12,7 +12,8 @@
 /** Every error code this library raises on purpose. */
 export type CancelkitErrorCode =
   | "CANCELKIT_ERR_CHANNEL_CLOSED"
-  | "CANCELKIT_ERR_SHUTDOWN_TIMEOUT";
+  | "CANCELKIT_ERR_SHUTDOWN_TIMEOUT"
+  | "CANCELKIT_ERR_SIGNAL_RECEIVED";
 
 /**
  * Base class of every error this library raises on purpose.

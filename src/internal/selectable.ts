@@ -12,7 +12,19 @@
  *   idempotent unsubscribe that leaves nothing behind.
  */
 
-/** The key under which a value offers itself to `select`. Shared across copies of the library. */
+/**
+ * The key under which a value offers itself to `select`.
+ *
+ * It is `Symbol.for("cancelkit.selectable")`, so two copies of the library,
+ * or another library that never imports this one, agree on it.
+ *
+ * @example Check whether a value can be raced without being consumed
+ * ```ts
+ * import { oneshot, selectable } from "cancelkit";
+ * const [, rx] = oneshot<number>();
+ * console.assert(typeof rx[selectable] === "function");
+ * ```
+ */
 export const selectable: unique symbol = Symbol.for("cancelkit.selectable");
 
 /**
@@ -39,14 +51,19 @@ export interface SelectBranch<T> {
  *
  * @example A branch that is ready when a counter reaches a limit
  * ```ts
- * const counter = { value: 0, listeners: new Set<() => void>(),
- *   [selectable]() {
- *     return {
- *       poll: () => counter.value >= 3,
- *       commit: () => counter.value,
- *       subscribe: (wake: () => void) => (counter.listeners.add(wake), () => counter.listeners.delete(wake)),
- *     };
- *   } };
+ * import { select, selectable, type Selectable } from "cancelkit";
+ * const listeners = new Set<() => void>();
+ * let count = 0;
+ * const limit: Selectable<number> = {
+ *   [selectable]: () => ({
+ *     poll: () => count >= 3, // look, never take
+ *     commit: () => (count -= 3), // take: only the winner gets here
+ *     subscribe: (wake) => (listeners.add(wake), () => void listeners.delete(wake)),
+ *   }),
+ * };
+ * const result = select({ limit });
+ * for (let i = 0; i < 3; i++) { count++; listeners.forEach((wake) => wake()); }
+ * console.assert((await result).value === 0 && listeners.size === 0);
  * ```
  */
 export interface Selectable<T> {

@@ -1,0 +1,247 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { CancellationToken, select } from "../../src/index.js";
+import { ProcessSignal, processSignal } from "../../src/signals/index.js";
+import { buildPackage, removeBuilds, Cell, flush, killChildren, outcome, startFixture, stateOf } from "./helpers.js";
+
+// SIGWINCH is ignored by default, so a real one sent to this worker is
+// harmless even if no listener is installed. The others are only emitted
+// in-process (process.emit runs the listeners without the OS).
+const NAMES = ["SIGWINCH", "SIGUSR2", "SIGHUP", "SIGINT", "SIGTERM"] as const;
+let baseline: number[] = [];
+
+beforeEach(() => {
+  baseline = NAMES.map((name) => process.listenerCount(name));
+  // process.emit() would also run listeners that are not ours.
+  expect(baseline, "signal listeners installed by the test runner").toEqual(NAMES.map(() => 0));
+});
+
+afterEach(async () => {
+  await killChildren();
+  expect(NAMES.map((name) => process.listenerCount(name))).toEqual(baseline);
+});
+
+const listeners = (name: (typeof NAMES)[number]): number => process.listenerCount(name) - baseline[NAMES.indexOf(name)]!;
+
+/** Delivers a real SIGWINCH to this process and waits until it was dispatched. */
+async function realSigwinch(): Promise<void> {
+  process.kill(process.pid, "SIGWINCH");
+  for (let i = 0; i < 100; i++) {
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+describe("processSignal() listening", () => {
+  it("processSignal() installs no listener until someone waits", () => {
+    const source = processSignal("SIGUSR2");
+    expect(source).toBeInstanceOf(ProcessSignal);
+    expect(source.isListening).toBe(false);
+    expect(listeners("SIGUSR2")).toBe(0);
+  });
+
+  it("processSignal() listens while a select waits and stops when it settles", async () => {
+    const source = processSignal("SIGUSR2");
+    const token = new CancellationToken();
+    const result = select({ source, token });
+    await flush();
+    expect(listeners("SIGUSR2")).toBe(1);
+    expect(source.isListening).toBe(true);
+    token.cancel("other branch");
+    await result;
+    expect(listeners("SIGUSR2")).toBe(0);
+    expect(source.isListening).toBe(false);
+  });
+
+  it("processSignal() wins a select with the signal name and removes its listener", async () => {
+    const source = processSignal(["SIGUSR2", "SIGHUP"]);
+    const result = select({ source, never: new CancellationToken() });
+    await flush();
+    expect(listeners("SIGUSR2")).toBe(1);
+    expect(listeners("SIGHUP")).toBe(1);
+    process.emit("SIGHUP", "SIGHUP");
+    expect(await result).toEqual({ key: "source", value: "SIGHUP" });
+    expect(listeners("SIGUSR2")).toBe(0);
+    expect(listeners("SIGHUP")).toBe(0);
+  });
+
+  it("processSignal() receives a real OS signal", async () => {
+    const source = processSignal("SIGWINCH");
+    const result = source.recv();
+    expect(listeners("SIGWINCH")).toBe(1);
+    await realSigwinch();
+    expect(await result).toBe("SIGWINCH");
+    expect(listeners("SIGWINCH")).toBe(0);
+  });
+
+  it("processSignal() shares one listener among concurrent waits on one source, which compete for arrivals", async () => {
+    const source = processSignal("SIGUSR2");
+    const a = select({ source, never: new CancellationToken() });
+    const b = source.recv();
+    await flush();
+    expect(listeners("SIGUSR2")).toBe(1);
+    // The two waits compete for arrivals: recv() takes this one during the
+    // emit, so the select's re-poll finds nothing and keeps waiting.
+    process.emit("SIGUSR2", "SIGUSR2");
+    expect(await b).toBe("SIGUSR2");
+    expect(await stateOf(a)).toBe("pending");
+    expect(listeners("SIGUSR2")).toBe(1);
+    process.emit("SIGUSR2", "SIGUSR2");
+    expect(await a).toEqual({ key: "source", value: "SIGUSR2" });
+    expect(listeners("SIGUSR2")).toBe(0);
+  });
+});
+
+describe("processSignal() queueing and cancel-safety", () => {
+  it("processSignal() coalesces a burst of one signal into one arrival", async () => {
+    const source = processSignal("SIGUSR2");
+    const result = select({ source, never: new CancellationToken() });
+    await flush();
+    process.emit("SIGUSR2", "SIGUSR2");
+    process.emit("SIGUSR2", "SIGUSR2");
+    process.emit("SIGUSR2", "SIGUSR2");
+    expect(await result).toEqual({ key: "source", value: "SIGUSR2" });
+    expect(source.tryRecv()).toEqual({ state: "empty" });
+  });
+
+  it("processSignal() keeps an arrival for the next wait when its select loses", async () => {
+    const source = processSignal("SIGUSR2");
+    const cell = new Cell<string>();
+    const result = select({ cell, source }, { biased: true });
+    await flush();
+    process.emit("SIGUSR2", "SIGUSR2");
+    cell.put("won");
+    expect(await result).toEqual({ key: "cell", value: "won" });
+    expect(listeners("SIGUSR2")).toBe(0);
+    // The arrival was not consumed: the next wait takes it at once.
+    expect(await outcome(source.recv())).toEqual({ state: "fulfilled", value: "SIGUSR2" });
+    expect(source.tryRecv()).toEqual({ state: "empty" });
+  });
+
+  it("processSignal() queues different signals in arrival order", async () => {
+    const source = processSignal(["SIGUSR2", "SIGHUP"]);
+    const first = source.recv();
+    const second = source.recv();
+    process.emit("SIGHUP", "SIGHUP");
+    process.emit("SIGUSR2", "SIGUSR2");
+    expect(await first).toBe("SIGHUP");
+    expect(await second).toBe("SIGUSR2");
+  });
+
+  it("processSignal() independent sources each see every arrival", async () => {
+    const a = processSignal("SIGUSR2");
+    const b = processSignal("SIGUSR2");
+    const ra = a.recv();
+    const rb = b.recv();
+    expect(listeners("SIGUSR2")).toBe(2);
+    process.emit("SIGUSR2", "SIGUSR2");
+    expect(await ra).toBe("SIGUSR2");
+    expect(await rb).toBe("SIGUSR2");
+  });
+});
+
+describe("processSignal().recv() cancellation", () => {
+  it("recv() rejects with the reason when the signal is already aborted, without listening", async () => {
+    const source = processSignal("SIGUSR2");
+    const reason = new Error("stop");
+    await expect(source.recv({ signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
+    expect(listeners("SIGUSR2")).toBe(0);
+  });
+
+  it("recv() rejects with the reason when aborted while waiting, and stops listening", async () => {
+    const source = processSignal("SIGUSR2");
+    const token = new CancellationToken();
+    const result = source.recv({ signal: token });
+    expect(listeners("SIGUSR2")).toBe(1);
+    token.cancel("cancelled");
+    await expect(result).rejects.toBe("cancelled");
+    expect(listeners("SIGUSR2")).toBe(0);
+  });
+
+  it("recv() keeps its value when the signal aborts after the arrival", async () => {
+    const source = processSignal("SIGUSR2");
+    const controller = new AbortController();
+    const result = source.recv({ signal: controller.signal });
+    process.emit("SIGUSR2", "SIGUSR2");
+    controller.abort("late");
+    expect(await result).toBe("SIGUSR2");
+  });
+
+  it("recv() validates its options", () => {
+    const source = processSignal("SIGUSR2");
+    expect(() => source.recv({ signal: 1 as never })).toThrow(TypeError);
+    expect(() => source.recv(null as never)).toThrow(TypeError);
+    expect(listeners("SIGUSR2")).toBe(0);
+  });
+});
+
+describe("processSignal() async iteration", () => {
+  it("processSignal() iterates arrivals and listens from the first next() until the loop ends", async () => {
+    const source = processSignal("SIGUSR2");
+    const iterator = source[Symbol.asyncIterator]();
+    expect(listeners("SIGUSR2")).toBe(0);
+    const first = iterator.next();
+    expect(listeners("SIGUSR2")).toBe(1);
+    process.emit("SIGUSR2", "SIGUSR2");
+    expect(await first).toEqual({ value: "SIGUSR2", done: false });
+    // Between iterations (the loop body running) it keeps listening: an arrival is queued.
+    expect(listeners("SIGUSR2")).toBe(1);
+    process.emit("SIGUSR2", "SIGUSR2");
+    expect(await outcome(iterator.next())).toEqual({ state: "fulfilled", value: { value: "SIGUSR2", done: false } });
+    const pending = iterator.next();
+    await iterator.return!();
+    expect(await pending).toEqual({ value: undefined, done: true });
+    expect(listeners("SIGUSR2")).toBe(0);
+    expect(await iterator.next()).toEqual({ value: undefined, done: true });
+  });
+
+  it("processSignal() for await stops listening on break", async () => {
+    const source = processSignal(["SIGUSR2", "SIGHUP"]);
+    const seen: string[] = [];
+    const loop = (async () => {
+      for await (const name of source) {
+        seen.push(name);
+        if (name === "SIGHUP") break;
+      }
+    })();
+    await flush();
+    process.emit("SIGUSR2", "SIGUSR2");
+    await flush();
+    process.emit("SIGHUP", "SIGHUP");
+    await loop;
+    expect(seen).toEqual(["SIGUSR2", "SIGHUP"]);
+    expect(listeners("SIGUSR2")).toBe(0);
+    expect(listeners("SIGHUP")).toBe(0);
+  });
+});
+
+describe("processSignal() misuse", () => {
+  it.each([
+    ["SIGFOO", RangeError, /Cannot create processSignal\(\): 'signals' must be a signal name known to this platform, received string "SIGFOO"/],
+    ["SIGKILL", RangeError, /must be a signal that can be caught/],
+    ["SIGSTOP", RangeError, /must be a signal that can be caught/],
+    ["SIGSEGV", RangeError, /JavaScript can handle/],
+    [42, TypeError, /received number 42/],
+    [null, TypeError, /received null/],
+    [[], TypeError, /at least one signal/],
+    [["SIGINT", 5], TypeError, /'signals\[1\]'/],
+    [["SIGINT", "SIGFOO"], RangeError, /'signals\[1\]'/],
+  ])("processSignal(%j) throws", (input, ErrorClass, message) => {
+    expect(() => processSignal(input as never)).toThrow(ErrorClass);
+    expect(() => processSignal(input as never)).toThrow(message);
+  });
+});
+
+describe("processSignal() end to end", () => {
+  beforeAll(() => void buildPackage(), 120_000);
+  afterAll(() => removeBuilds());
+
+  it("a child waiting on processSignal('SIGTERM') gets it, then Node's default exit returns", async () => {
+    const child = startFixture("process-signal-child.mjs");
+    await child.line("listening 1");
+    child.process.kill("SIGTERM");
+    expect(await child.line(/^received /)).toBe("received SIGTERM");
+    // After the select no listener is left, so the next SIGTERM kills the process the default way.
+    await child.line("listening 0");
+    child.process.kill("SIGTERM");
+    expect(await child.exited).toEqual({ code: null, signal: "SIGTERM" });
+  });
+});

@@ -1,0 +1,348 @@
+import { getEventListeners } from "node:events";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { CancellationToken } from "../../src/index.js";
+import {
+  isShutdownTimeoutError,
+  isSignalReceivedError,
+  shutdown,
+  ShutdownTimeoutError,
+  SignalReceivedError,
+} from "../../src/signals/index.js";
+import { buildPackage, removeBuilds, countedToken, killChildren, startFixture } from "./helpers.js";
+
+// Signals are emitted in-process (process.emit runs the listeners without the
+// OS, so a missing listener cannot kill the worker); real ones go to children.
+const NAMES = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+let baseline: number[] = [];
+
+beforeEach(() => {
+  baseline = NAMES.map((name) => process.listenerCount(name));
+  // process.emit() would also run listeners that are not ours.
+  expect(baseline, "signal listeners installed by the test runner").toEqual(NAMES.map(() => 0));
+});
+
+afterEach(async () => {
+  vi.useRealTimers();
+  vi.restoreAllMocks();
+  await killChildren();
+  expect(NAMES.map((name) => process.listenerCount(name))).toEqual(baseline);
+});
+
+const listeners = (name: (typeof NAMES)[number]): number => process.listenerCount(name) - baseline[NAMES.indexOf(name)]!;
+
+describe("shutdown() sources", () => {
+  it("shutdown() listens for SIGINT and SIGTERM by default, without cancelling", () => {
+    const token = shutdown();
+    expect(token).toBeInstanceOf(CancellationToken);
+    expect(token.isCancelled).toBe(false);
+    expect(listeners("SIGINT")).toBe(1);
+    expect(listeners("SIGTERM")).toBe(1);
+    token[Symbol.dispose]();
+  });
+
+  it("shutdown() is cancelled by SIGTERM with a SignalReceivedError naming it", () => {
+    const token = shutdown();
+    process.emit("SIGTERM", "SIGTERM");
+    expect(token.isCancelled).toBe(true);
+    const reason = token.reason as SignalReceivedError;
+    expect(reason).toBeInstanceOf(SignalReceivedError);
+    expect(reason.signal).toBe("SIGTERM");
+    expect(reason.signalNumber).toBe(15);
+    expect(reason.code).toBe("CANCELKIT_ERR_SIGNAL_RECEIVED");
+    expect(reason.name).toBe("SignalReceivedError");
+    expect(reason.message).toBe("Shutdown requested: received SIGTERM (signal 15)");
+    expect(isSignalReceivedError(reason)).toBe(true);
+    // Default policy: listeners gone once cancelled, so a second signal gets Node's default action.
+    expect(listeners("SIGTERM")).toBe(0);
+    expect(listeners("SIGINT")).toBe(0);
+  });
+
+  it("shutdown() is cancelled by SIGINT with signal number 2", () => {
+    const token = shutdown();
+    process.emit("SIGINT", "SIGINT");
+    expect((token.reason as SignalReceivedError).signal).toBe("SIGINT");
+    expect((token.reason as SignalReceivedError).signalNumber).toBe(2);
+  });
+
+  it("shutdown({ signals }) listens for exactly the given signals", () => {
+    const token = shutdown({ signals: ["SIGHUP"] });
+    expect(listeners("SIGHUP")).toBe(1);
+    expect(listeners("SIGINT")).toBe(0);
+    expect(listeners("SIGTERM")).toBe(0);
+    process.emit("SIGHUP", "SIGHUP");
+    expect((token.reason as SignalReceivedError).signal).toBe("SIGHUP");
+    expect(listeners("SIGHUP")).toBe(0);
+  });
+
+  it("shutdown({ signals: [] }) installs no listener", () => {
+    const token = shutdown({ signals: [], timeoutMs: 10 });
+    expect(listeners("SIGINT") + listeners("SIGTERM")).toBe(0);
+    token[Symbol.dispose]();
+  });
+
+  it("shutdown({ timeoutMs }) is cancelled with a ShutdownTimeoutError at the deadline, by an unref'd timer", () => {
+    vi.useFakeTimers();
+    const token = shutdown({ timeoutMs: 1_000 });
+    vi.advanceTimersByTime(999);
+    expect(token.isCancelled).toBe(false);
+    vi.advanceTimersByTime(1);
+    expect(token.reason).toBeInstanceOf(ShutdownTimeoutError);
+    expect((token.reason as ShutdownTimeoutError).timeoutMs).toBe(1_000);
+    expect(isShutdownTimeoutError(token.reason)).toBe(true);
+    expect(listeners("SIGTERM")).toBe(0);
+  });
+
+  it("shutdown({ timeoutMs }) uses a timer that does not keep the process alive", () => {
+    const spy = vi.spyOn(globalThis, "setTimeout");
+    const token = shutdown({ timeoutMs: 60_000 });
+    const timer = spy.mock.results[0]!.value as NodeJS.Timeout;
+    expect(timer.hasRef()).toBe(false);
+    token[Symbol.dispose]();
+  });
+
+  it("shutdown({ timeoutMs }) chains delays longer than 2^31-1 ms instead of firing at once", () => {
+    vi.useFakeTimers();
+    const token = shutdown({ timeoutMs: 2 ** 31 + 5, signals: [] });
+    vi.advanceTimersByTime(2 ** 31 - 1);
+    expect(token.isCancelled).toBe(false);
+    vi.advanceTimersByTime(5);
+    expect(token.isCancelled).toBe(false);
+    vi.advanceTimersByTime(1);
+    expect(isShutdownTimeoutError(token.reason)).toBe(true);
+  });
+
+  it("shutdown() clears its timer when a signal cancels it first", () => {
+    vi.useFakeTimers();
+    const token = shutdown({ timeoutMs: 1_000 });
+    expect(vi.getTimerCount()).toBe(1);
+    process.emit("SIGTERM", "SIGTERM");
+    expect(vi.getTimerCount()).toBe(0);
+    expect(isSignalReceivedError(token.reason)).toBe(true);
+  });
+
+  it("shutdown({ parent }) is cancelled with the parent token's reason, unchanged, and unsubscribes", () => {
+    const parent = countedToken();
+    const token = shutdown({ parent: parent.token });
+    expect(parent.live()).toBe(1);
+    const reason = { why: "parent" };
+    parent.token.cancel(reason);
+    expect(token.reason).toBe(reason);
+    expect(parent.live()).toBe(0);
+    expect(listeners("SIGTERM")).toBe(0);
+  });
+
+  it("shutdown({ parent }) leaves nothing on a long-lived parent once disposed", () => {
+    const parent = countedToken();
+    for (let i = 0; i < 100; i++) shutdown({ parent: parent.token, signals: [] })[Symbol.dispose]();
+    expect(parent.live()).toBe(0);
+  });
+
+  it("shutdown({ parent }) follows an AbortSignal and removes its listener when cancelled", () => {
+    const controller = new AbortController();
+    const token = shutdown({ parent: controller.signal });
+    expect(getEventListeners(controller.signal, "abort")).toHaveLength(1);
+    token.cancel("programmatic");
+    expect(getEventListeners(controller.signal, "abort")).toHaveLength(0);
+    controller.abort("late");
+    expect(token.reason).toBe("programmatic");
+  });
+
+  it("shutdown({ parent }) with a parent already cancelled is born cancelled and installs nothing", () => {
+    const token = shutdown({ parent: AbortSignal.abort("already"), timeoutMs: 10 });
+    expect(token.reason).toBe("already");
+    expect(listeners("SIGINT") + listeners("SIGTERM")).toBe(0);
+  });
+
+  it("shutdown() cancelled programmatically keeps the reason and releases its sources", () => {
+    vi.useFakeTimers();
+    const controller = new AbortController();
+    const token = shutdown({ timeoutMs: 1_000, parent: controller.signal });
+    token.cancel("deploy");
+    expect(token.reason).toBe("deploy");
+    expect(vi.getTimerCount()).toBe(0);
+    expect(getEventListeners(controller.signal, "abort")).toHaveLength(0);
+    expect(listeners("SIGTERM")).toBe(0);
+  });
+});
+
+describe("shutdown() second signal", () => {
+  it("shutdown() never calls process.exit by default", () => {
+    const exit = vi.spyOn(process, "exit").mockImplementation((() => undefined) as never);
+    const token = shutdown({ onSecondSignal: "default" });
+    process.emit("SIGTERM", "SIGTERM");
+    process.emit("SIGTERM", "SIGTERM");
+    expect(exit).not.toHaveBeenCalled();
+    expect(token.isCancelled).toBe(true);
+  });
+
+  it("shutdown({ onSecondSignal: 'exit' }) exits with 128 + the signal number on the next signal", () => {
+    const exit = vi.spyOn(process, "exit").mockImplementation((() => undefined) as never);
+    const token = shutdown({ onSecondSignal: "exit" });
+    process.emit("SIGTERM", "SIGTERM");
+    expect(exit).not.toHaveBeenCalled();
+    expect(listeners("SIGTERM")).toBe(1);
+    process.emit("SIGINT", "SIGINT");
+    expect(exit).toHaveBeenCalledWith(130);
+    process.emit("SIGTERM", "SIGTERM");
+    expect(exit).toHaveBeenLastCalledWith(143);
+    token[Symbol.dispose]();
+    expect(listeners("SIGTERM")).toBe(0);
+  });
+
+  it("shutdown({ onSecondSignal: fn }) calls fn with the signal and the token for every further signal", () => {
+    const calls: Array<[string, CancellationToken]> = [];
+    const token = shutdown({ onSecondSignal: (signal, t) => void calls.push([signal, t]) });
+    process.emit("SIGINT", "SIGINT");
+    expect(calls).toEqual([]);
+    process.emit("SIGTERM", "SIGTERM");
+    process.emit("SIGINT", "SIGINT");
+    expect(calls).toEqual([
+      ["SIGTERM", token],
+      ["SIGINT", token],
+    ]);
+    token[Symbol.dispose]();
+  });
+
+  it("shutdown({ onSecondSignal: fn }) escalates a signal after a timeout cancelled the token", () => {
+    vi.useFakeTimers();
+    const fn = vi.fn();
+    const token = shutdown({ timeoutMs: 5, onSecondSignal: fn });
+    vi.advanceTimersByTime(5);
+    process.emit("SIGTERM", "SIGTERM");
+    expect(fn).toHaveBeenCalledWith("SIGTERM", token);
+    expect(isShutdownTimeoutError(token.reason)).toBe(true);
+    token[Symbol.dispose]();
+  });
+
+  it("shutdown({ onSecondSignal: 'ignore' }) keeps listening and does nothing until disposed", () => {
+    const exit = vi.spyOn(process, "exit").mockImplementation((() => undefined) as never);
+    const token = shutdown({ onSecondSignal: "ignore" });
+    process.emit("SIGTERM", "SIGTERM");
+    process.emit("SIGTERM", "SIGTERM");
+    expect(exit).not.toHaveBeenCalled();
+    expect(listeners("SIGTERM")).toBe(1);
+    token[Symbol.dispose]();
+    expect(listeners("SIGTERM")).toBe(0);
+  });
+});
+
+describe("shutdown() disposal", () => {
+  it("disposing a pending shutdown token removes every listener and timer, and never cancels it", () => {
+    vi.useFakeTimers();
+    const controller = new AbortController();
+    const token = shutdown({ timeoutMs: 1_000, parent: controller.signal });
+    token[Symbol.dispose]();
+    expect(token.isCancelled).toBe(false);
+    expect(listeners("SIGINT") + listeners("SIGTERM")).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
+    expect(getEventListeners(controller.signal, "abort")).toHaveLength(0);
+    controller.abort();
+    vi.advanceTimersByTime(1_000);
+    expect(token.isCancelled).toBe(false);
+  });
+
+  it("disposing is idempotent and works with using", () => {
+    {
+      using token = shutdown();
+      expect(listeners("SIGTERM")).toBe(1);
+      token[Symbol.dispose]();
+    }
+    expect(listeners("SIGTERM")).toBe(0);
+  });
+});
+
+describe("shutdown() misuse", () => {
+  it.each([
+    [null, TypeError, /'options' must be an object/],
+    [{ signals: "SIGTERM" }, TypeError, /'options.signals' must be an array of signal names/],
+    [{ signals: ["SIGFOO"] }, RangeError, /'options.signals\[0\]'/],
+    [{ signals: ["SIGKILL"] }, RangeError, /can be caught/],
+    [{ timeoutMs: -1 }, RangeError, /'options.timeoutMs' must be a finite number >= 0, received number -1/],
+    [{ timeoutMs: "5" }, TypeError, /'options.timeoutMs'/],
+    [{ parent: 5 }, TypeError, /'signal' must be an AbortSignal|'parent'/],
+    [{ onSecondSignal: "kill" }, TypeError, /'options.onSecondSignal'/],
+  ])("shutdown(%j) throws before installing anything", (options, ErrorClass, message) => {
+    expect(() => shutdown(options as never)).toThrow(ErrorClass);
+    expect(() => shutdown(options as never)).toThrow(message);
+    expect(listeners("SIGINT") + listeners("SIGTERM")).toBe(0);
+  });
+});
+
+describe("shutdown() end to end", () => {
+  beforeAll(() => void buildPackage(), 120_000);
+  afterAll(() => removeBuilds());
+
+  it.each([
+    ["SIGTERM", 15],
+    ["SIGINT", 2],
+  ] as const)("a child cancelled by a real %s prints the reason and exits on its own once its work ends", async (signal, number) => {
+    const child = startFixture("shutdown-child.mjs", ["{}", "stop"]);
+    expect(await child.line(/^ready /)).toBe("ready SIGINT=1 SIGTERM=1");
+    child.process.kill(signal);
+    expect(await child.line(/^reason /)).toBe(`reason SignalReceivedError ${signal} ${number}`);
+    expect(await child.exited).toEqual({ code: 0, signal: null });
+    expect(child.lines).toContain("after dispose SIGINT=0 SIGTERM=0");
+  });
+
+  it("by default a second signal gets Node's default action: the child dies by that signal", async () => {
+    const child = startFixture("shutdown-child.mjs", ["{}", "drain"]);
+    await child.line(/^ready /);
+    child.process.kill("SIGTERM");
+    await child.line(/^reason /);
+    expect(await child.line(/^draining /)).toBe("draining SIGINT=0 SIGTERM=0");
+    child.process.kill("SIGINT");
+    expect(await child.exited).toEqual({ code: null, signal: "SIGINT" });
+  });
+
+  it("onSecondSignal: 'exit' exits with 128 + signal number on the second signal", async () => {
+    const child = startFixture("shutdown-child.mjs", [JSON.stringify({ onSecondSignal: "exit" }), "drain"]);
+    await child.line(/^ready /);
+    child.process.kill("SIGTERM");
+    expect(await child.line(/^draining /)).toBe("draining SIGINT=1 SIGTERM=1");
+    child.process.kill("SIGTERM");
+    expect(await child.exited).toEqual({ code: 143, signal: null });
+  });
+
+  it("onSecondSignal: a callback runs on the second signal and can finish the drain", async () => {
+    const child = startFixture("shutdown-child.mjs", [JSON.stringify({ onSecondSignal: "callback" }), "drain"]);
+    await child.line(/^ready /);
+    child.process.kill("SIGINT");
+    expect(await child.line(/^reason /)).toBe("reason SignalReceivedError SIGINT 2");
+    await child.line(/^draining /);
+    child.process.kill("SIGTERM");
+    expect(await child.line(/^second /)).toBe("second SIGTERM");
+    expect(await child.exited).toEqual({ code: 0, signal: null });
+  });
+
+  it("onSecondSignal: 'ignore' survives a second signal until the token is disposed", async () => {
+    const child = startFixture("shutdown-child.mjs", [JSON.stringify({ onSecondSignal: "ignore" }), "drain"]);
+    await child.line(/^ready /);
+    child.process.kill("SIGTERM");
+    await child.line(/^draining /);
+    child.process.kill("SIGTERM");
+    // SIGWINCH (28) is delivered after a pending SIGTERM (15): if the second
+    // SIGTERM had killed the child, this line would never come.
+    child.process.kill("SIGWINCH");
+    expect(await child.line(/^finishing/)).toBe("finishing SIGTERM=1");
+    expect(await child.exited).toEqual({ code: 0, signal: null });
+  });
+
+  it("a child cancelled by timeoutMs reports a ShutdownTimeoutError", async () => {
+    const child = startFixture("shutdown-child.mjs", [JSON.stringify({ timeoutMs: 50 }), "stop"]);
+    expect(await child.line(/^reason /)).toBe("reason ShutdownTimeoutError 50");
+    expect(await child.exited).toEqual({ code: 0, signal: null });
+  });
+
+  it("a pending shutdown token does not keep the process alive", async () => {
+    const child = startFixture("shutdown-child.mjs", [JSON.stringify({ timeoutMs: 3_600_000 }), "idle"]);
+    expect(await child.exited).toEqual({ code: 0, signal: null });
+    expect(child.lines).toEqual(["ready SIGINT=1 SIGTERM=1", "exit cancelled=false"]);
+  });
+
+  it("after dispose nothing of the token is left: Node's default SIGTERM action is back", async () => {
+    const child = startFixture("shutdown-child.mjs", [JSON.stringify({ timeoutMs: 3_600_000 }), "dispose"]);
+    expect(await child.line(/^disposed /)).toBe("disposed SIGINT=0 SIGTERM=0 cancelled=false");
+    child.process.kill("SIGTERM");
+    expect(await child.exited).toEqual({ code: null, signal: "SIGTERM" });
+  });
+});

@@ -57,7 +57,9 @@ export function checkSignalNames(action: string, name: string, value: unknown): 
     return [value];
   }
   if (!Array.isArray(value)) throw typeError(action, name, "a signal name or an array of signal names", value);
-  value.forEach((entry: unknown, i) => checkSignalName(action, `${name}[${i}]`, entry));
+  // An index loop, not forEach: forEach skips holes, which the Set below would
+  // turn into `undefined` names and `process.on(undefined)` calls.
+  for (let i = 0; i < value.length; i++) checkSignalName(action, `${name}[${i}]`, value[i]);
   return [...new Set(value as ProcessSignalName[])];
 }
 

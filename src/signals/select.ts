@@ -12,9 +12,12 @@
  *    same turn compete fairly.
  * 3. When a select settles (won, thrown, aborted) every subscription it made
  *    is released before its promise settles: token registrations, signal
- *    listeners, `Selectable` subscriptions (timers). Promise branches cannot
- *    be unsubscribed (a promise has no "remove reaction"); their reaction
- *    holds only a small box that is emptied at settle, never the select.
+ *    listeners, `Selectable` subscriptions (timers) — all of them even when
+ *    one unsubscribe throws — and only then are function-branch tokens
+ *    cancelled (user callbacks run on a fully released select). Promise
+ *    branches cannot be unsubscribed (a promise has no "remove reaction");
+ *    their reaction holds only a small box that is emptied at settle, never
+ *    the select.
  * 4. Misuse is detected before any side effect: no function branch is called
  *    and nothing is subscribed when a branch or an option is invalid.
  * 5. No `node:` imports: this module is part of the platform-neutral entry.
@@ -221,36 +224,67 @@ class SelectState {
   }
 
   /**
-   * Releases every subscription, tells losing function branches, then
-   * settles. `winner === null` means the select was aborted or failed before
-   * a winner was chosen: `value` is the error.
+   * Releases every subscription, then tells the function branches (losers'
+   * tokens cancelled, the winner's disposed), then settles. `winner === null`
+   * means the select was aborted or failed before a winner was chosen:
+   * `value` is the error.
+   *
+   * An unsubscribe that throws (a broken third-party `Selectable`) must not
+   * leave the other subscriptions behind (timers, process listeners) nor the
+   * select unsettled: every release is attempted, the select settles as
+   * decided, and the error is reported as an uncaught exception on a
+   * microtask, as `cancel()` reports a throwing callback.
    */
   finish(winner: Entry | null, value: unknown, failed = true): void {
     this.done = true;
-    this.unsubscribeSignal?.();
-    this.unsubscribeSignal = null;
-    let loserReason: unknown;
-    for (const entry of this.entries) {
-      if (entry.unsubscribe !== null) {
-        entry.unsubscribe();
+    const entries = this.entries;
+    let releaseError: unknown;
+    let releaseFailed = false;
+    const unsubscribeSignal = this.unsubscribeSignal;
+    if (unsubscribeSignal !== null) {
+      this.unsubscribeSignal = null;
+      unsubscribeSignal();
+    }
+    let hasTokens = false;
+    for (const entry of entries) {
+      const unsubscribe = entry.unsubscribe;
+      if (unsubscribe !== null) {
         entry.unsubscribe = null;
+        try {
+          unsubscribe();
+        } catch (error) {
+          if (!releaseFailed) {
+            releaseFailed = true;
+            releaseError = error;
+          }
+        }
       } else if (entry.registration !== null) {
         entry.registration.unregister();
         entry.registration = null;
       }
       entry.owner = null;
-      const token = entry.token;
-      if (token !== null) {
+      if (entry.token !== null) hasTokens = true;
+    }
+    // Only once nothing is subscribed any more: cancelling a token runs user
+    // callbacks, which must see the select fully released.
+    if (hasTokens) {
+      // Aborted: every loser carries the select's abort reason, unchanged.
+      const aborted = winner === null && this.aborted;
+      for (const entry of entries) {
+        const token = entry.token;
+        if (token === null) continue;
         entry.token = null;
         if (entry === winner) token[Symbol.dispose]();
-        else {
-          loserReason ??= winner === null && this.aborted ? value : lostReason(entry.key, winner);
-          token.cancel(loserReason);
-        }
+        else token.cancel(aborted ? value : lostReason(entry.key, winner));
       }
     }
     if (winner !== null && !failed) this.resolve({ key: winner.key, value });
     else this.reject(value);
+    if (releaseFailed) {
+      queueMicrotask(() => {
+        throw releaseError;
+      });
+    }
   }
 }
 
@@ -497,8 +531,12 @@ export function select(branches: Record<string, SelectSource<unknown>>, options?
       }
     }
   } catch (error) {
-    // A Selectable whose subscribe threw: undo what was subscribed, call no function.
-    for (const entry of entries) entry.token = null;
+    // A Selectable whose subscribe threw: undo what was subscribed, call no
+    // function, and keep the promises not reached yet from reporting an
+    // unhandled rejection (as when a branch wins at the call).
+    for (const entry of entries) {
+      if (entry.kind === PROMISE && entry.owner === null) silence(entry.source as PromiseLike<unknown>);
+    }
     state.finish(null, error);
     return promise;
   }
@@ -509,8 +547,11 @@ export function select(branches: Record<string, SelectSource<unknown>>, options?
       entry.token = token;
       entry.owner = state;
       let result: unknown;
+      let thenable: boolean;
       try {
         result = (entry.source as (token: CancellationToken) => unknown)(token);
+        // Inside the try: reading `then` can throw too (a getter, a proxy).
+        thenable = isThenable(result);
       } catch (error) {
         // Like a promise that rejected at once: it takes part in the next poll.
         entry.outcome = REJECTED;
@@ -518,7 +559,7 @@ export function select(branches: Record<string, SelectSource<unknown>>, options?
         wake();
         continue;
       }
-      if (isThenable(result)) watchPromise(entry, result);
+      if (thenable) watchPromise(entry, result as PromiseLike<unknown>);
       else {
         entry.outcome = FULFILLED;
         entry.result = result;

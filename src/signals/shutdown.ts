@@ -13,7 +13,7 @@
  * 4. Options are validated before any listener is installed.
  */
 import { CancellationToken } from "../cancel/cancellation-token.js";
-import { checkSignal, isAborted, subscribeAbort } from "../internal/abort.js";
+import { isAborted, subscribeAbort } from "../internal/abort.js";
 import { assertDuration, assertOptions, CancelkitError, ShutdownTimeoutError, typeError } from "../internal/errors.js";
 import { checkSignalNames, signalNumber, type ProcessSignalName } from "./process-signal.js";
 
@@ -158,7 +158,9 @@ class ShutdownToken extends CancellationToken {
  * #### Cancellation
  * The token is the cancellation: pass it (or `token.signal`, or its
  * children) to the work that must stop. If `parent` is already cancelled,
- * the token is born cancelled with the parent's reason and installs nothing.
+ * the token is born cancelled with the parent's reason and arms no timer;
+ * every configured signal is then a second signal, so it installs listeners
+ * only when `onSecondSignal` is not `"default"` (dispose it to remove them).
  *
  * @param options - see {@link ShutdownOptions}.
  * @returns a token; dispose it to remove its listeners.
@@ -194,16 +196,24 @@ export function shutdown(options?: ShutdownOptions): CancellationToken {
           })();
   const timeoutMs = options?.timeoutMs;
   if (timeoutMs !== undefined) assertDuration(ACTION, "options.timeoutMs", timeoutMs);
-  const parent = checkSignal(ACTION, options?.parent);
+  // Not checkSignal(): its message would name a 'signal' option this call does not have.
+  const parent = options?.parent;
+  if (parent !== undefined && !(parent instanceof CancellationToken) && !(typeof AbortSignal === "function" && parent instanceof AbortSignal)) {
+    throw typeError(ACTION, "options.parent", "an AbortSignal, a CancellationToken or undefined", parent);
+  }
   const onSecond = options?.onSecondSignal ?? "default";
   if (typeof onSecond !== "function" && onSecond !== "default" && onSecond !== "exit" && onSecond !== "ignore") {
     throw typeError(ACTION, "options.onSecondSignal", `"default", "exit", "ignore" or a function`, onSecond);
   }
 
   const token = new ShutdownToken();
-  if (parent !== undefined && isAborted(parent)) {
+  const bornCancelled = parent !== undefined && isAborted(parent);
+  if (bornCancelled) {
     token.cancel(parent.reason);
-    return token;
+    // Every configured signal is already a second signal. With "default"
+    // that is Node's own action, so nothing is installed; any other policy
+    // must hear it, exactly as if the parent had been cancelled a moment later.
+    if (onSecond === "default") return token;
   }
 
   // Signal listeners.
@@ -228,7 +238,7 @@ export function shutdown(options?: ShutdownOptions): CancellationToken {
 
   // Deadline, chained past 2³¹−1 ms.
   let timer: ReturnType<typeof setTimeout> | null = null;
-  if (timeoutMs !== undefined) {
+  if (timeoutMs !== undefined && !bornCancelled) {
     let remaining = timeoutMs;
     const arm = (): void => {
       const step = Math.min(remaining, MAX_TIMER_MS);
@@ -247,7 +257,8 @@ export function shutdown(options?: ShutdownOptions): CancellationToken {
     timer = null;
   };
 
-  let unsubscribeParent: (() => void) | null = parent === undefined ? null : subscribeAbort(parent, (reason) => token.cancel(reason));
+  let unsubscribeParent: (() => void) | null =
+    parent === undefined || bornCancelled ? null : subscribeAbort(parent, (reason) => token.cancel(reason));
   const releaseSources = (): void => {
     clearTimer();
     unsubscribeParent?.();

@@ -62,7 +62,8 @@ class Waiter {
  * The deadline is fixed when the `Sleep` is created, so one `Sleep` reused by
  * several selects in a loop is a timeout for the whole loop (tokio's pinned
  * `&mut sleep`). Once *elapsed* it stays elapsed: awaiting it again resolves
- * at once and it wins every select it takes part in.
+ * at once and it is ready in every select it takes part in (whether it wins
+ * depends on the other ready branches: see `select`'s fairness).
  *
  * It arms a timer only while someone waits on it (an `await`, a `then`, a
  * select) and clears it as soon as nobody does, so a sleep that loses a

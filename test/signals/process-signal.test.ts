@@ -224,6 +224,8 @@ describe("processSignal() misuse", () => {
     [[], TypeError, /at least one signal/],
     [["SIGINT", 5], TypeError, /'signals\[1\]'/],
     [["SIGINT", "SIGFOO"], RangeError, /'signals\[1\]'/],
+    // A hole is a missing name, not one to skip.
+    [["SIGINT", , "SIGTERM"], TypeError, /'signals\[1\]' must be a signal name such as "SIGTERM", received undefined/],
   ])("processSignal(%j) throws", (input, ErrorClass, message) => {
     expect(() => processSignal(input as never)).toThrow(ErrorClass);
     expect(() => processSignal(input as never)).toThrow(message);

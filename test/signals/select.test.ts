@@ -12,6 +12,7 @@ import {
   type SelectBranch,
   type Selectable,
 } from "../../src/index.js";
+import { processSignal } from "../../src/signals/index.js";
 import { Cell, countedToken, deferred, flush, outcome, stateOf } from "./helpers.js";
 
 const abortListeners = (signal: AbortSignal): number => getEventListeners(signal, "abort").length;
@@ -208,6 +209,53 @@ describe("select() branch kinds", () => {
     expect(cell.subscriptions).toBe(0);
   });
 
+  it("select() cancels each losing function branch's token with a reason naming that branch and the winner", async () => {
+    const tokens: Record<string, CancellationToken> = {};
+    const cell = new Cell<number>();
+    const result = select({
+      first: (token: CancellationToken) => ((tokens["first"] = token), new Promise<never>(() => {})),
+      second: (token: CancellationToken) => ((tokens["second"] = token), new Promise<never>(() => {})),
+      cell,
+    });
+    await flush();
+    cell.put(1);
+    expect(await result).toEqual({ key: "cell", value: 1 });
+    expect((tokens["first"]!.reason as DOMException).message).toBe("The select branch 'first' lost to 'cell'");
+    expect((tokens["second"]!.reason as DOMException).message).toBe("The select branch 'second' lost to 'cell'");
+  });
+
+  it("select() has released every subscription before a losing function branch's token callbacks run", async () => {
+    const cell = new Cell<number>();
+    const winner = new Cell<string>();
+    let seen: number | undefined;
+    const result = select({
+      work: (token: CancellationToken) => {
+        token.onCancel(() => (seen = cell.subscriptions + winner.subscriptions));
+        return new Promise<never>(() => {});
+      },
+      cell,
+      winner,
+    });
+    await flush();
+    winner.put("w");
+    expect(await result).toEqual({ key: "winner", value: "w" });
+    expect(seen).toBe(0);
+  });
+
+  it("select() rejects (never throws) when a function branch returns an object whose then getter throws", async () => {
+    const cell = new Cell<number>();
+    const error = new Error("then getter");
+    const hostile = {
+      get then(): never {
+        throw error;
+      },
+    };
+    let result: Promise<unknown> | undefined;
+    expect(() => (result = select({ cell, work: () => hostile as unknown as Promise<number> }))).not.toThrow();
+    await expect(result).rejects.toBe(error);
+    expect(cell.subscriptions).toBe(0);
+  });
+
   it("select() resolves with a function branch's plain return value", async () => {
     expect(await select({ plain: () => 5, never: new CancellationToken() })).toEqual({ key: "plain", value: 5 });
   });
@@ -352,22 +400,37 @@ describe("select() two-phase commit (cancel-safety)", () => {
     expect(await inner).toEqual({ key: "token", value: "now" });
   });
 
-  it("select() settles once even when a Selectable wakes synchronously in subscribe", async () => {
+  it("select() commits once, after subscribe returned, when a Selectable wakes synchronously in subscribe", async () => {
     let polls = 0;
+    let commits = 0;
+    let inSubscribe = false;
+    let committedInSubscribe = false;
+    let unsubscribed = 0;
     const eager: Selectable<string> = {
       [selectable](): SelectBranch<string> {
         return {
           poll: () => ++polls > 1,
-          commit: () => "eager",
+          commit: () => {
+            commits++;
+            committedInSubscribe ||= inSubscribe;
+            return "eager";
+          },
           subscribe: (wake) => {
+            inSubscribe = true;
             wake();
             wake();
-            return () => {};
+            inSubscribe = false;
+            return () => void unsubscribed++;
           },
         };
       },
     };
     expect(await select({ eager })).toEqual({ key: "eager", value: "eager" });
+    // The two wakes coalesced into one re-poll, run on a microtask, not inside subscribe().
+    expect(polls).toBe(2);
+    expect(commits).toBe(1);
+    expect(committedInSubscribe).toBe(false);
+    expect(unsubscribed).toBe(1);
   });
 
   it("select() rejects (never throws) when a Selectable's poll throws at the call", async () => {
@@ -438,6 +501,69 @@ describe("select() two-phase commit (cancel-safety)", () => {
   });
 });
 
+describe("select() with a broken Selectable", () => {
+  it("select() releases every other subscription and still settles when a Selectable's unsubscribe throws", async () => {
+    const error = new Error("cannot unsubscribe");
+    const broken: Selectable<never> = {
+      [selectable]: () => ({
+        poll: () => false,
+        commit: () => {
+          throw new Error("unreachable");
+        },
+        subscribe: () => () => {
+          throw error;
+        },
+      }),
+    };
+    const uncaught: unknown[] = [];
+    const onUncaught = (e: unknown): void => void uncaught.push(e);
+    process.on("uncaughtException", onUncaught);
+    try {
+      const baseline = process.listenerCount("SIGUSR2");
+      const token = countedToken();
+      const cell = new Cell<number>();
+      // `broken` comes first: the releases after it must still happen.
+      const result = select({ broken, token: token.token, hup: processSignal("SIGUSR2"), cell });
+      await flush();
+      expect(process.listenerCount("SIGUSR2")).toBe(baseline + 1);
+      cell.put(1);
+      expect(await outcome(result)).toEqual({ state: "fulfilled", value: { key: "cell", value: 1 } });
+      expect(cell.subscriptions).toBe(0);
+      expect(token.live()).toBe(0);
+      expect(process.listenerCount("SIGUSR2")).toBe(baseline);
+      await new Promise((resolve) => setImmediate(resolve));
+      // Reported, like a throwing cancel callback, not swallowed.
+      expect(uncaught).toEqual([error]);
+    } finally {
+      process.off("uncaughtException", onUncaught);
+    }
+  });
+
+  it("select() keeps a later promise branch's rejection handled when a Selectable's subscribe throws", async () => {
+    const unhandled = vi.fn();
+    process.on("unhandledRejection", unhandled);
+    try {
+      const broken: Selectable<never> = {
+        [selectable]: () => ({
+          poll: () => false,
+          commit: () => {
+            throw new Error("unreachable");
+          },
+          subscribe: () => {
+            throw new Error("cannot subscribe");
+          },
+        }),
+      };
+      const failing = Promise.reject(new Error("the promise's own failure"));
+      await expect(select({ broken, failing })).rejects.toThrow("cannot subscribe");
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(unhandled).not.toHaveBeenCalled();
+    } finally {
+      process.off("unhandledRejection", unhandled);
+    }
+  });
+});
+
 // ---------------------------------------------------------------------------
 describe("select() fairness", () => {
   it("select() picks every ready branch sometimes over 200 runs (ready at the call)", async () => {
@@ -484,6 +610,25 @@ describe("select() fairness", () => {
     a.put(1);
     expect((await result).key).toBe("a");
     expect(b.isFull).toBe(true);
+  });
+
+  it("select() with biased: true ends a loop over an always-ready branch once a deadline declared first elapses (docs/shutdown.md)", async () => {
+    vi.useFakeTimers();
+    // A queue that always has a job: the busy branch.
+    const jobs = new Cell<number>();
+    const loop = async (order: "overall first" | "job first"): Promise<number> => {
+      const overall = sleep(100);
+      for (let handled = 0; handled < 50; handled++) {
+        jobs.put(handled);
+        const r = await select(order === "overall first" ? { overall, job: jobs } : { job: jobs, overall }, { biased: true });
+        if (r.key === "overall") return handled;
+        vi.advanceTimersByTime(10); // handling a job takes 10 ms
+      }
+      return Infinity; // starved: the deadline never won
+    };
+    expect(await loop("overall first")).toBe(10);
+    // The order the guide used to show: the busy branch starves the deadline.
+    expect(await loop("job first")).toBe(Infinity);
   });
 
   it("select() lets a promise that settles in the same turn compete with a ready branch", async () => {
@@ -613,6 +758,33 @@ describe("select() with channels", () => {
     await flush();
     tx.close();
     await expect(result).rejects.toBeInstanceOf(ChannelClosedError);
+  });
+
+  it("select() on one oneshot receiver in two concurrent selects: the first gets the value, the other rejects with ChannelClosedError", async () => {
+    const [tx, rx] = oneshot<number>();
+    const first = select({ rx, never: new CancellationToken() });
+    const second = select({ rx, never: new CancellationToken() });
+    await flush();
+    tx.send(1);
+    // As with two pending recv() calls: the value goes to one, the receiver
+    // is then terminated, and waiting on would never end.
+    expect(await first).toEqual({ key: "rx", value: 1 });
+    const error = await second.then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(ChannelClosedError);
+  });
+
+  it("select() on one watch receiver in two concurrent selects: one marks the change seen, the other keeps waiting", async () => {
+    const [tx, rx] = watch(0);
+    const stop = new CancellationToken();
+    const first = select({ rx, stop });
+    const second = select({ rx, stop });
+    await flush();
+    tx.send(1);
+    await flush();
+    const states = [await stateOf(first), await stateOf(second)].sort();
+    expect(states).toEqual(["fulfilled", "pending"]);
+    stop.cancel("done");
+    await Promise.all([first, second]);
   });
 
   it("select() leaves a losing watch receiver's version unseen", async () => {

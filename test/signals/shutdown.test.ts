@@ -153,6 +153,31 @@ describe("shutdown() sources", () => {
     expect(listeners("SIGINT") + listeners("SIGTERM")).toBe(0);
   });
 
+  it("shutdown({ parent, onSecondSignal: fn }) with a parent already cancelled treats the next signal as a second one", () => {
+    vi.useFakeTimers();
+    const fn = vi.fn();
+    const token = shutdown({ parent: AbortSignal.abort("already"), onSecondSignal: fn, timeoutMs: 10 });
+    expect(token.reason).toBe("already");
+    expect(vi.getTimerCount()).toBe(0);
+    // As if the parent had been cancelled a moment after the call: the policy hears the signal.
+    expect(listeners("SIGTERM")).toBe(1);
+    process.emit("SIGTERM", "SIGTERM");
+    expect(fn).toHaveBeenCalledWith("SIGTERM", token);
+    expect(token.reason).toBe("already");
+    token[Symbol.dispose]();
+    expect(listeners("SIGINT") + listeners("SIGTERM")).toBe(0);
+  });
+
+  it("shutdown({ parent, onSecondSignal: 'exit' }) with a parent already cancelled exits with 128 + n on the next signal", () => {
+    const exit = vi.spyOn(process, "exit").mockImplementation((() => undefined) as never);
+    const parent = CancellationToken.alreadyCancelled("already");
+    const token = shutdown({ parent, onSecondSignal: "exit" });
+    process.emit("SIGINT", "SIGINT");
+    expect(exit).toHaveBeenCalledWith(130);
+    token[Symbol.dispose]();
+    expect(listeners("SIGINT") + listeners("SIGTERM")).toBe(0);
+  });
+
   it("shutdown() cancelled programmatically keeps the reason and releases its sources", () => {
     vi.useFakeTimers();
     const controller = new AbortController();
@@ -259,7 +284,7 @@ describe("shutdown() misuse", () => {
     [{ signals: ["SIGKILL"] }, RangeError, /can be caught/],
     [{ timeoutMs: -1 }, RangeError, /'options.timeoutMs' must be a finite number >= 0, received number -1/],
     [{ timeoutMs: "5" }, TypeError, /'options.timeoutMs'/],
-    [{ parent: 5 }, TypeError, /'signal' must be an AbortSignal|'parent'/],
+    [{ parent: 5 }, TypeError, /Cannot create shutdown\(\): 'options.parent' must be an AbortSignal, a CancellationToken or undefined, received number 5/],
     [{ onSecondSignal: "kill" }, TypeError, /'options.onSecondSignal'/],
   ])("shutdown(%j) throws before installing anything", (options, ErrorClass, message) => {
     expect(() => shutdown(options as never)).toThrow(ErrorClass);

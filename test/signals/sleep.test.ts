@@ -215,7 +215,7 @@ describe("sleep() end to end", () => {
     const child = startFixture("sleep-loser.mjs");
     expect(await child.line(/^winner /)).toBe("winner token stop");
     expect(await child.exited).toEqual({ code: 0, signal: null });
-    // The fixture prints how long it lived after the select; an hour-long timer would have kept it alive.
+    // An hour-long timer left armed would keep the child alive and this test would time out.
     expect(child.lines).toContain("exited on its own");
   });
 

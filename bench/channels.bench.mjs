@@ -3,10 +3,10 @@
 //   node --expose-gc bench/channels.bench.mjs
 // CANCELKIT_DIST=/path/to/dist/index.js compares another build (before/after).
 import { EventEmitter } from "node:events";
-import { bound, compare, fmtNs, header, heapUsed, nsPerOp, nsPerOpAsync } from "./harness.mjs";
+import { bound, compare, fmtNs, header, heapUsed, info, nsPerOp, nsPerOpAsync } from "./harness.mjs";
 
 const dist = process.env.CANCELKIT_DIST ?? "../dist/index.js";
-const { CancellationToken, oneshot, watch } = await import(dist);
+const { CancellationToken, oneshot, select, watch } = await import(dist);
 
 header("channels: oneshot / watch vs deferred promises and EventEmitter");
 
@@ -79,6 +79,23 @@ let sink = 0;
     theirs = Math.min(theirs, await nsPerOpAsync(theirsRound, 1_000, { warmup: 200, rounds: 3 }));
   }
   ok = compare("2. watch: 1 send waking 1,000 changed() vs EventEmitter", ours, theirs, { atMost: 1.5 }) && ok;
+
+  // The same with waitFor(): each wait also runs its predicate, once at the
+  // call and once in the shared microtask after the send. No goal: a figure.
+  const waitForRound = async (i) => {
+    for (let k = 0; k < N; k++) waits[k] = receivers[k].waitFor((v) => v === i);
+    tx.send(i);
+    const values = await Promise.all(waits);
+    sink += values[N - 1];
+  };
+  let viaWaitFor = Infinity;
+  for (let round = 0; round < 3; round++) {
+    viaWaitFor = Math.min(viaWaitFor, await nsPerOpAsync(waitForRound, 1_000, { warmup: 200, rounds: 3 }));
+  }
+  info(
+    "2b. watch: 1 send waking 1,000 waitFor()",
+    `${fmtNs(viaWaitFor)} (${(viaWaitFor / theirs).toFixed(2)}× the EventEmitter round)`,
+  );
   for (const r of receivers) r.close();
 }
 
@@ -87,6 +104,20 @@ let sink = 0;
   const [tx, rx] = watch(0);
   const ours = nsPerOp((i) => tx.send(i), 5_000_000);
   ok = bound("3. watch send() with nobody waiting (ns/op)", ours, 50, fmtNs) && ok;
+  sink += rx.borrow();
+}
+
+// 3b. The same after a select raced the receiver and left: a select branch
+// that came and went must not put the send on the slow path for good.
+{
+  const [tx, rx] = watch(0);
+  const controller = new AbortController();
+  const raced = select({ rx, stop: controller.signal });
+  await new Promise((resolve) => setImmediate(resolve)); // the select subscribed
+  controller.abort("done");
+  await raced;
+  const ours = nsPerOp((i) => tx.send(i), 5_000_000);
+  ok = bound("3b. watch send() with nobody waiting, after a select left (ns/op)", ours, 50, fmtNs) && ok;
   sink += rx.borrow();
 }
 
@@ -148,6 +179,37 @@ let sink = 0;
   before = heapUsed();
   await recvLoop(M);
   ok = bound("4e. heap growth, one AbortSignal passed to 1,000,000 recv()", heapUsed() - before, 1 << 20) && ok;
+
+  // waitFor() with one long-lived signal: each wait is accepted by the check
+  // queued after the send (the path an abort in the same turn would take).
+  const waitForLoop = async (n) => {
+    for (let i = 0; i < n; i++) {
+      const pending = rx.waitFor((v) => v === i, options);
+      tx.send(i);
+      sink += await pending;
+    }
+  };
+  await waitForLoop(10_000);
+  before = heapUsed();
+  await waitForLoop(M);
+  ok = bound("4f. heap growth, one AbortSignal passed to 1,000,000 waitFor()", heapUsed() - before, 1 << 20) && ok;
+
+  // An iterator ended by return() while its next() waits for a change (what
+  // `await using` or a framework's cancellation does), 100,000 times: the
+  // parked wait must go with it. (Builds before this fix hang here.)
+  const iterateLoop = async (n) => {
+    for (let i = 0; i < n; i++) {
+      const iterator = rx[Symbol.asyncIterator]();
+      sink += (await iterator.next()).value;
+      const parked = iterator.next();
+      await iterator.return();
+      await parked;
+    }
+  };
+  await iterateLoop(10_000);
+  before = heapUsed();
+  await iterateLoop(100_000);
+  ok = bound("4g. heap growth, 100,000 iterators returned while waiting", heapUsed() - before, 1 << 20) && ok;
 }
 
 if (sink === -1) console.log("unreachable");

@@ -33,7 +33,7 @@ import {
   settleReject,
   settleResolve,
   waitPromise,
-  wakeAll,
+  wakeList,
   type Waiter,
 } from "./waiters.js";
 
@@ -69,9 +69,20 @@ export interface OneshotWaitOptions {
  * ```
  */
 export type OneshotTryRecvResult<T> =
-  | { readonly state: "value"; readonly value: T }
-  | { readonly state: "empty" }
-  | { readonly state: "closed" };
+  | {
+      /** The value was here and is now taken. */
+      readonly state: "value";
+      /** The received value. */
+      readonly value: T;
+    }
+  | {
+      /** Nothing sent yet; the sender is still open. */
+      readonly state: "empty";
+    }
+  | {
+      /** No value will come (or it was already received). */
+      readonly state: "closed";
+    };
 
 const EMPTY = 0; // nothing sent, the sender may still send
 const VALUE = 1; // a value is held for the receiver
@@ -152,11 +163,7 @@ class OneshotCore<T> extends WaitList {
   }
 
   wake(): void {
-    const wakers = this.wakers;
-    if (wakers === null || wakers.head === null) return;
-    const collected: Waiter[] = [];
-    for (let node: Waiter | null = wakers.head; node !== null; node = node.next) collected.push(node);
-    wakeAll(collected);
+    wakeList(this.wakers, null);
   }
 }
 
@@ -239,7 +246,9 @@ export class OneshotSender<T> implements Disposable {
     const core = this.#core;
     if (core.tx !== TX_LIVE) {
       throw new ChannelClosedError(
-        core.tx === TX_SENT ? "Cannot send on oneshot: a value was already sent" : "Cannot send on oneshot: the sender is closed",
+        core.tx === TX_SENT
+          ? "Cannot call tx.send(): this oneshot sender already sent a value"
+          : "Cannot call tx.send(): this oneshot sender is closed",
         value,
       );
     }
@@ -376,7 +385,10 @@ export class OneshotReceiver<T> implements Disposable {
    * sending, when this receiver was closed before a value arrived, or when
    * the value was already received (the receiver is *terminated*). Each call
    * returns a fresh promise; if several are pending, the first one gets the
-   * value and the others reject with {@link ChannelClosedError}.
+   * value and the others reject with {@link ChannelClosedError}. A pending
+   * `recv()` is served inside `send()`, before any `select` branch over this
+   * receiver (a select commits later, in a microtask); such a select then
+   * rejects with {@link ChannelClosedError}.
    *
    * #### Cancellation
    * If `options.signal` is already aborted, the promise rejects with its

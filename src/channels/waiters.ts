@@ -156,3 +156,24 @@ export function wakeAll(wakers: Waiter[]): void {
     (node.resolve as () => void)();
   }
 }
+
+/**
+ * Calls the `select` wake-ups in `list`: those of `owner`, or all when
+ * `owner` is null. They are collected before any is called, so a wake-up
+ * that subscribes or unsubscribes does not disturb the walk. A single
+ * subscriber (the common case) is called directly, without collecting.
+ */
+export function wakeList(list: WaitList | null, owner: object | null): void {
+  if (list === null) return;
+  const head = list.head;
+  if (head === null) return;
+  if (head.next === null) {
+    if (owner === null || head.owner === owner) (head.resolve as () => void)();
+    return;
+  }
+  const collected: Waiter[] = [];
+  for (let node: Waiter | null = head; node !== null; node = node.next) {
+    if (owner === null || node.owner === owner) collected.push(node);
+  }
+  wakeAll(collected);
+}

@@ -12,15 +12,21 @@
  * - Pending `changed()` / `waitFor()` waits of every receiver live in one list
  *   (`shared` extends `WaitList`). `notify()` walks it once per send without
  *   running user code: a `changed()` wait is settled on the spot (marking its
- *   receiver seen), a `waitFor()` wait queues one microtask that re-runs its
- *   predicate outside the sender's call.
- * - An aborted wait only unlinks its own node: nothing is marked seen.
+ *   receiver seen), a `waitFor()` wait queues a check that re-runs its
+ *   predicate outside the sender's call, in one microtask shared by every
+ *   check queued before it runs.
+ * - An aborted wait only unlinks its own node: nothing is marked seen. The
+ *   one exception is a `waitFor()` whose check is still queued: the value
+ *   was sent before the abort, so the abort runs that check first (and, if
+ *   the predicate accepts, the wait resolves instead).
+ * - An iteration (`for await`) parks in its own `changed()`-kind node, which
+ *   the iterator's `return()` settles with `STOP` so it never outlives it.
  * - A value is delivered to a receiver at most once: a delivery marks the
  *   version seen first, and a wait of a receiver that has already seen the
  *   current version keeps waiting.
  */
 import { ChannelClosedError, assertFunction, assertOptions } from "../internal/errors.js";
-import { checkSignal, isAborted, type AbortLike } from "../internal/abort.js";
+import { checkSignal, isAborted, subscribeAbort, type AbortLike } from "../internal/abort.js";
 import { selectable, type SelectBranch } from "../internal/selectable.js";
 import type { CancellationToken } from "../cancel/cancellation-token.js";
 import {
@@ -33,7 +39,7 @@ import {
   settleResolve,
   wait,
   waitPromise,
-  wakeAll,
+  wakeList,
   type Waiter,
 } from "./waiters.js";
 
@@ -75,9 +81,13 @@ let notify: (shared: WatchShared<unknown>) => void;
 let newReceiver: <T>(shared: WatchShared<T>, seen: number) => WatchReceiver<T>;
 let newSender: <T>(shared: WatchShared<T>) => WatchSender<T>;
 let scheduleEvaluation: (node: Waiter) => void;
+let abortWaitFor: (node: Waiter, reason: unknown) => void;
+let branchReady: (rx: WatchReceiver<unknown>) => boolean;
+let branchCommit: <T>(rx: WatchReceiver<T>) => T;
+let branchSubscribe: (rx: WatchReceiver<unknown>, wake: () => void) => () => void;
 
-function closedSeenError(): ChannelClosedError {
-  return new ChannelClosedError("Cannot wait for a change: every sender is closed and the current value is seen");
+function closedSeenError(action = "call rx.changed()"): ChannelClosedError {
+  return new ChannelClosedError(`Cannot ${action}: every sender is closed and the current value is seen`);
 }
 
 function receiverClosedError(action: string): ChannelClosedError {
@@ -190,12 +200,12 @@ export class WatchSender<T> implements Disposable {
    * ```
    */
   send(value: T): boolean {
-    if (this.#closed) throw senderClosedError("send on watch", value);
+    if (this.#closed) throw senderClosedError("call tx.send()", value);
     const shared = this.#shared;
     if (shared.receivers === 0) return false;
     shared.value = value;
     shared.version++;
-    if (shared.head !== null || shared.wakers !== null) notify(shared);
+    if (shared.head !== null || (shared.wakers !== null && shared.wakers.head !== null)) notify(shared);
     return true;
   }
 
@@ -214,12 +224,12 @@ export class WatchSender<T> implements Disposable {
    * ```
    */
   sendReplace(value: T): T {
-    if (this.#closed) throw senderClosedError("send on watch", value);
+    if (this.#closed) throw senderClosedError("call tx.sendReplace()", value);
     const shared = this.#shared;
     const old = shared.value;
     shared.value = value;
     shared.version++;
-    if (shared.head !== null || shared.wakers !== null) notify(shared);
+    if (shared.head !== null || (shared.wakers !== null && shared.wakers.head !== null)) notify(shared);
     return old;
   }
 
@@ -245,11 +255,11 @@ export class WatchSender<T> implements Disposable {
    */
   sendModify(modify: (value: T) => void): void {
     assertFunction("call tx.sendModify()", "modify", modify);
-    if (this.#closed) throw senderClosedError("send on watch");
+    if (this.#closed) throw senderClosedError("call tx.sendModify()");
     const shared = this.#shared;
     modify(shared.value);
     shared.version++;
-    if (shared.head !== null || shared.wakers !== null) notify(shared);
+    if (shared.head !== null || (shared.wakers !== null && shared.wakers.head !== null)) notify(shared);
   }
 
   /**
@@ -279,11 +289,11 @@ export class WatchSender<T> implements Disposable {
    */
   sendIfModified(modify: (value: T) => boolean): boolean {
     assertFunction("call tx.sendIfModified()", "modify", modify);
-    if (this.#closed) throw senderClosedError("send on watch");
+    if (this.#closed) throw senderClosedError("call tx.sendIfModified()");
     const shared = this.#shared;
     if (!modify(shared.value)) return false;
     shared.version++;
-    if (shared.head !== null || shared.wakers !== null) notify(shared);
+    if (shared.head !== null || (shared.wakers !== null && shared.wakers.head !== null)) notify(shared);
     return true;
   }
 
@@ -306,7 +316,7 @@ export class WatchSender<T> implements Disposable {
    * ```
    */
   subscribe(): WatchReceiver<T> {
-    if (this.#closed) throw senderClosedError("subscribe");
+    if (this.#closed) throw senderClosedError("call tx.subscribe()");
     const shared = this.#shared;
     shared.receivers++;
     return newReceiver(shared, shared.version);
@@ -319,7 +329,7 @@ export class WatchSender<T> implements Disposable {
    * @throws {ChannelClosedError} when this sender is closed.
    */
   clone(): WatchSender<T> {
-    if (this.#closed) throw senderClosedError("clone sender");
+    if (this.#closed) throw senderClosedError("call tx.clone()");
     this.#shared.senders++;
     return new WatchSender(this.#shared);
   }
@@ -442,7 +452,7 @@ export class WatchReceiver<T> implements Disposable, AsyncIterable<T> {
       node.scheduled = false;
       if (node.list === null) return;
       const rx = node.owner as WatchReceiver<unknown>;
-      if (rx.#closed) return settleReject(node, receiverClosedError("wait for a value"));
+      if (rx.#closed) return settleReject(node, receiverClosedError("call rx.waitFor()"));
       const shared = rx.#shared;
       const version = shared.version;
       if (version !== node.after) {
@@ -462,13 +472,54 @@ export class WatchReceiver<T> implements Disposable, AsyncIterable<T> {
       }
       if (shared.closed && !node.scheduled) {
         rx.#seen = node.after;
-        settleReject(node, new ChannelClosedError("Cannot wait for a value: every sender is closed and no value matched"));
+        settleReject(node, new ChannelClosedError("Cannot call rx.waitFor(): every sender is closed and no value matched"));
       }
+    };
+
+    // select: ready when changed() would not wait; commit does what changed() would, at once.
+    branchReady = (rx) => rx.#closed || rx.#shared.closed || rx.#seen !== rx.#shared.version;
+    branchCommit = <T>(rx: WatchReceiver<T>): T => {
+      if (rx.#closed) throw receiverClosedError("select on a watch receiver");
+      const shared = rx.#shared;
+      if (rx.#seen !== shared.version) {
+        rx.#seen = shared.version;
+        return shared.value;
+      }
+      throw closedSeenError("select on a watch receiver");
+    };
+    branchSubscribe = (rx, wake) => addWaker((rx.#shared.wakers ??= new WaitList()), rx, wake);
+
+    // A waitFor() whose signal aborts while an evaluation is queued: the value
+    // was sent before the abort, so it is evaluated now (inside the abort) and,
+    // if accepted, wins. Only then does the abort reject (a no-op once settled).
+    abortWaitFor = (node, reason) => {
+      if (node.scheduled && node.list !== null) evaluate(node);
+      settleReject(node, reason);
+    };
+
+    // Queued checks run in one shared microtask per batch, not one closure and
+    // one microtask per pending waitFor() per send. Two arrays take turns, so
+    // a steady stream of sends allocates nothing. A check queued by a
+    // predicate while a batch runs goes to the next batch.
+    let queued: Waiter[] = [];
+    let spare: Waiter[] = [];
+    let drainQueued = false;
+    const drain = (): void => {
+      const batch = queued;
+      queued = spare;
+      drainQueued = false;
+      for (let i = 0; i < batch.length; i++) evaluate(batch[i]!);
+      batch.length = 0;
+      spare = batch;
     };
 
     scheduleEvaluation = (node) => {
       node.scheduled = true;
-      queueMicrotask(() => evaluate(node));
+      queued.push(node);
+      if (!drainQueued) {
+        drainQueued = true;
+        queueMicrotask(drain);
+      }
     };
 
     notify = (shared) => {
@@ -530,9 +581,9 @@ export class WatchReceiver<T> implements Disposable, AsyncIterable<T> {
    * ```
    */
   hasChanged(): boolean {
-    if (this.#closed) throw receiverClosedError("check for a change");
+    if (this.#closed) throw receiverClosedError("call rx.hasChanged()");
     const shared = this.#shared;
-    if (shared.closed) throw new ChannelClosedError("Cannot check for a change: every sender is closed");
+    if (shared.closed) throw new ChannelClosedError("Cannot call rx.hasChanged(): every sender is closed");
     return this.#seen !== shared.version;
   }
 
@@ -575,7 +626,7 @@ export class WatchReceiver<T> implements Disposable, AsyncIterable<T> {
       signal = checkSignal("call rx.changed()", options.signal);
       if (signal !== undefined && isAborted(signal)) return Promise.reject(signal.reason);
     }
-    if (this.#closed) return Promise.reject(receiverClosedError("wait for a change"));
+    if (this.#closed) return Promise.reject(receiverClosedError("call rx.changed()"));
     const shared = this.#shared;
     const version = shared.version;
     if (this.#seen !== version) {
@@ -598,9 +649,13 @@ export class WatchReceiver<T> implements Disposable, AsyncIterable<T> {
    * the promise rejects with that error.
    *
    * #### Cancellation
-   * If `options.signal` is already aborted, or aborts before a value is
-   * accepted, the promise rejects with the signal's reason, unchanged, and
-   * nothing is marked seen. Nothing is left registered on the signal.
+   * If `options.signal` is already aborted, or aborts while no newer value
+   * is waiting to be checked, the promise rejects with the signal's reason,
+   * unchanged, and nothing is marked seen. A value sent before the abort
+   * wins: if the abort comes before the queued check ran (same turn as the
+   * send), `predicate` runs on that value inside the abort, and only a
+   * rejected value lets the abort through. Nothing is left registered on the
+   * signal.
    *
    * @param predicate - called with candidate values; return `true` to accept.
    * @param options - `signal` aborts the wait.
@@ -625,7 +680,7 @@ export class WatchReceiver<T> implements Disposable, AsyncIterable<T> {
       signal = checkSignal("call rx.waitFor()", options.signal);
       if (signal !== undefined && isAborted(signal)) return Promise.reject(signal.reason);
     }
-    if (this.#closed) return Promise.reject(receiverClosedError("wait for a value"));
+    if (this.#closed) return Promise.reject(receiverClosedError("call rx.waitFor()"));
     const shared = this.#shared;
     const version = shared.version;
     const value = shared.value;
@@ -641,14 +696,15 @@ export class WatchReceiver<T> implements Disposable, AsyncIterable<T> {
     }
     // The predicate may have acted on the channel or the signal: look again.
     if (signal !== undefined && isAborted(signal)) return Promise.reject(signal.reason);
-    if (this.#closed) return Promise.reject(receiverClosedError("wait for a value"));
+    if (this.#closed) return Promise.reject(receiverClosedError("call rx.waitFor()"));
     if (shared.closed && shared.version === version) {
       this.#seen = version;
-      return Promise.reject(new ChannelClosedError("Cannot wait for a value: every sender is closed and no value matched"));
+      return Promise.reject(new ChannelClosedError("Cannot call rx.waitFor(): every sender is closed and no value matched"));
     }
-    const [promise, node] = wait<T>(shared, WAIT_FOR, this, signal);
+    const [promise, node] = wait<T>(shared, WAIT_FOR, this, undefined);
     node.predicate = predicate;
     node.after = version;
+    if (signal !== undefined) node.unsubscribe = subscribeAbort(signal, (reason) => abortWaitFor(node, reason));
     // A send made by the predicate itself happened before the node was linked.
     if (shared.version !== version) scheduleEvaluation(node);
     return promise;
@@ -702,7 +758,7 @@ export class WatchReceiver<T> implements Disposable, AsyncIterable<T> {
    * ```
    */
   clone(): WatchReceiver<T> {
-    if (this.#closed) throw receiverClosedError("clone receiver");
+    if (this.#closed) throw receiverClosedError("call rx.clone()");
     const shared = this.#shared;
     shared.receivers++;
     return new WatchReceiver(shared, this.#seen);
@@ -725,10 +781,14 @@ export class WatchReceiver<T> implements Disposable, AsyncIterable<T> {
     if (this.#closed) return;
     this.#closed = true;
     const shared = this.#shared;
-    let error: ChannelClosedError | null = null;
+    let changedError: ChannelClosedError | null = null;
+    let waitForError: ChannelClosedError | null = null;
     for (let node = shared.head; node !== null; ) {
       const next: Waiter | null = node.next;
-      if (node.owner === this) settleReject(node, (error ??= receiverClosedError("wait for a change")));
+      if (node.owner === this) {
+        if (node.kind === CHANGED) settleReject(node, (changedError ??= receiverClosedError("call rx.changed()")));
+        else settleReject(node, (waitForError ??= receiverClosedError("call rx.waitFor()")));
+      }
       node = next;
     }
     wakeList(shared.wakers, this);
@@ -756,7 +816,9 @@ export class WatchReceiver<T> implements Disposable, AsyncIterable<T> {
    * Each value is marked seen as it is delivered. Values sent while the
    * loop body runs coalesce: the next iteration gets the newest. Leaving the
    * loop (`break`, `return`, `throw`) does not close the receiver. Iterating
-   * a closed receiver yields nothing.
+   * a closed receiver yields nothing. Calling the iterator's `return()` (or
+   * `throw()`) while a `next()` is waiting for a change ends that wait at
+   * once: the `next()` resolves `done`, and nothing is marked seen.
    *
    * @example Iterate until the senders close
    * ```ts
@@ -767,19 +829,57 @@ export class WatchReceiver<T> implements Disposable, AsyncIterable<T> {
    * console.assert(seen.join() === "1,2");
    * ```
    */
-  async *[Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
+  [Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
+    const pending: IterationWait = { node: null };
+    const generator = this.#iterate(pending);
+    // An async generator queues return() and throw() behind a pending next(),
+    // which may wait for a change forever: end that wait first, so they settle
+    // now and no waiter is left linked into the channel.
+    const stop = (): void => {
+      const node = pending.node;
+      if (node !== null) {
+        pending.node = null;
+        settleResolve(node, STOP);
+      }
+    };
+    const finish = generator.return;
+    const fail = generator.throw;
+    generator.return = function (this: AsyncGenerator<T, void, undefined>, value) {
+      stop();
+      return finish.call(this, value);
+    };
+    generator.throw = function (this: AsyncGenerator<T, void, undefined>, error: unknown) {
+      stop();
+      return fail.call(this, error);
+    };
+    return generator;
+  }
+
+  async *#iterate(pending: IterationWait): AsyncGenerator<T, void, undefined> {
     if (this.#closed) return;
     yield this.borrowAndUpdate();
     for (;;) {
       if (this.#closed) return;
       const shared = this.#shared;
-      if (shared.closed && this.#seen === shared.version) return;
+      const version = shared.version;
       let value: T;
-      try {
-        value = await this.changed();
-      } catch (error) {
-        if (error instanceof ChannelClosedError) return;
-        throw error;
+      if (this.#seen !== version) {
+        this.#seen = version;
+        value = shared.value;
+      } else if (shared.closed) return;
+      else {
+        const [promise, node] = wait<T | typeof STOP>(shared, CHANGED, this, undefined);
+        pending.node = node;
+        let delivered: T | typeof STOP;
+        try {
+          delivered = await promise;
+        } catch {
+          return; // ChannelClosedError: this receiver, or every sender, closed
+        } finally {
+          pending.node = null;
+        }
+        if (delivered === STOP) return;
+        value = delivered;
       }
       yield value;
     }
@@ -791,29 +891,36 @@ export class WatchReceiver<T> implements Disposable, AsyncIterable<T> {
    * gets the {@link ChannelClosedError}); a loser marks nothing.
    */
   [selectable](): SelectBranch<T> {
-    const ready = (): boolean => this.#closed || this.#shared.closed || this.#seen !== this.#shared.version;
-    return {
-      poll: ready,
-      commit: (): T => {
-        if (this.#closed) throw receiverClosedError("wait for a change");
-        const shared = this.#shared;
-        if (this.#seen !== shared.version) {
-          this.#seen = shared.version;
-          return shared.value;
-        }
-        throw closedSeenError();
-      },
-      subscribe: (wake: () => void) => addWaker((this.#shared.wakers ??= new WaitList()), this, wake),
-    };
+    return new WatchBranch(this);
   }
 }
 
-/** Wakes the `select` branches of `owner` (or all of them when `owner` is null), after the walk. */
-function wakeList(wakers: WaitList | null, owner: object | null): void {
-  if (wakers === null || wakers.head === null) return;
-  const collected: Waiter[] = [];
-  for (let node: Waiter | null = wakers.head; node !== null; node = node.next) {
-    if (owner === null || node.owner === owner) collected.push(node);
+/** One `select` branch over a watch receiver (a class, not four closures: select is hot). */
+class WatchBranch<T> implements SelectBranch<T> {
+  readonly #rx: WatchReceiver<T>;
+
+  constructor(rx: WatchReceiver<T>) {
+    this.#rx = rx;
   }
-  wakeAll(collected);
+
+  poll(): boolean {
+    return branchReady(this.#rx);
+  }
+
+  commit(): T {
+    return branchCommit(this.#rx);
+  }
+
+  subscribe(wake: () => void): () => void {
+    return branchSubscribe(this.#rx, wake);
+  }
 }
+
+/** Ends an iteration's pending `changed()` wait when the iterator's `return()` is called. */
+const STOP: unique symbol = Symbol("watch iteration stopped");
+
+/** The `changed()` wait an iteration is parked in, if any. */
+interface IterationWait {
+  node: Waiter | null;
+}
+

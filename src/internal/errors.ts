@@ -46,6 +46,7 @@ export abstract class CancelkitError extends Error {
 export class ChannelClosedError<T = unknown> extends CancelkitError {
   /** Always `"CANCELKIT_ERR_CHANNEL_CLOSED"`. */
   readonly code = "CANCELKIT_ERR_CHANNEL_CLOSED" as const;
+  /** Always `"ChannelClosedError"`. */
   override readonly name = "ChannelClosedError";
   /** The value that could not be delivered; `undefined` for receive errors. */
   readonly value: T | undefined;
@@ -74,6 +75,7 @@ export function isChannelClosedError(error: unknown): error is ChannelClosedErro
 export class ShutdownTimeoutError extends CancelkitError {
   /** Always `"CANCELKIT_ERR_SHUTDOWN_TIMEOUT"`. */
   readonly code = "CANCELKIT_ERR_SHUTDOWN_TIMEOUT" as const;
+  /** Always `"ShutdownTimeoutError"`. */
   override readonly name = "ShutdownTimeoutError";
   /** The deadline that passed, in milliseconds. */
   readonly timeoutMs: number;

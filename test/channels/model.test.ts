@@ -1,8 +1,7 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { ChannelClosedError, oneshot, watch, type OneshotReceiver, type OneshotSender, type WatchReceiver, type WatchSender } from "../../src/channels/index.js";
-import { CancellationToken } from "../../src/cancel/index.js";
-import { abortListeners, flush, track, type Tracked } from "./helpers.js";
+import { abortListeners, countingToken, flush, track, type Tracked } from "./helpers.js";
 
 // Our loom: fc.commands model tests against tiny reference models, and
 // fc.scheduler() properties for the races.
@@ -13,7 +12,8 @@ import { abortListeners, flush, track, type Tracked } from "./helpers.js";
 interface WatchModel {
   value: number;
   senders: boolean[]; // open?
-  receivers: { open: boolean; unseen: boolean; pending: boolean }[];
+  /** `accepts`: the pending wait is a `waitFor()` with this predicate (null: a `changed()`). */
+  receivers: { open: boolean; unseen: boolean; pending: boolean; accepts?: ((n: number) => boolean) | null }[];
   closed: boolean; // every sender closed
 }
 
@@ -35,6 +35,22 @@ const openReceivers = (m: WatchModel): number => m.receivers.filter((r) => r.ope
 function modelNotify(m: WatchModel, r: WatchReal): void {
   m.receivers.forEach((rx, i) => {
     if (!rx.open || !rx.pending) return;
+    const accepts = rx.accepts ?? null;
+    if (accepts !== null) {
+      // waitFor(): the newest value is checked (checkWatch flushes after every
+      // command, so each notifying send is checked); on close it rejects and
+      // the checked value counts as seen.
+      if (rx.unseen && accepts(m.value)) {
+        rx.unseen = false;
+        rx.pending = false;
+        r.expected[i] = { state: "fulfilled", n: m.value };
+      } else if (m.closed) {
+        rx.unseen = false;
+        rx.pending = false;
+        r.expected[i] = { state: "rejected", reason: ChannelClosedError };
+      }
+      return;
+    }
     if (rx.unseen) {
       rx.unseen = false;
       rx.pending = false;
@@ -202,7 +218,7 @@ function watchCommands(): fc.Arbitrary<WatchCommand>[] {
         r.rxs[k]!.markChanged();
         const rx = m.receivers[k]!;
         rx.unseen = true;
-        if (rx.pending) {
+        if (rx.pending && !rx.accepts) {
           rx.pending = false;
           rx.unseen = false;
           r.expected[k] = { state: "fulfilled", n: m.value };
@@ -226,11 +242,38 @@ function watchCommands(): fc.Arbitrary<WatchCommand>[] {
           r.aborts[k] = ac;
           r.waits[k] = track(r.rxs[k]!.changed(ac === null ? undefined : { signal: ac.signal }));
           const rx = m.receivers[k]!;
+          rx.accepts = null;
           if (rx.unseen) {
             rx.unseen = false;
             r.expected[k] = { state: "fulfilled", n: m.value };
           } else if (m.closed) r.expected[k] = { state: "rejected", reason: ChannelClosedError };
           else rx.pending = true;
+        },
+      ),
+    ),
+    fc.tuple(rxIndex, fc.integer({ min: 2, max: 4 }), fc.boolean()).map(([i, divisor, withSignal]) =>
+      cmd(
+        `waitFor(rx${i}, n % ${divisor} === 0${withSignal ? ", signal" : ""})`,
+        (m) => rxOpen(i)(m) && !m.receivers[i % m.receivers.length]!.pending,
+        (m, r) => {
+          const k = rxi(m, i);
+          const accepts = (n: number): boolean => n % divisor === 0;
+          const ac = withSignal ? new AbortController() : null;
+          r.aborts[k] = ac;
+          r.waits[k] = track(r.rxs[k]!.waitFor((box) => accepts(box.n), ac === null ? undefined : { signal: ac.signal }));
+          const rx = m.receivers[k]!;
+          rx.accepts = null;
+          if (accepts(m.value)) {
+            // the current value is checked first, even if seen
+            rx.unseen = false;
+            r.expected[k] = { state: "fulfilled", n: m.value };
+          } else if (m.closed) {
+            rx.unseen = false;
+            r.expected[k] = { state: "rejected", reason: ChannelClosedError };
+          } else {
+            rx.pending = true;
+            rx.accepts = accepts;
+          }
         },
       ),
     ),
@@ -468,7 +511,7 @@ describe("oneshot races", () => {
       fc.asyncProperty(fc.scheduler(), fc.boolean(), fc.boolean(), async (s, useToken, closeRx) => {
         const [tx, rx] = oneshot<number>();
         const ac = new AbortController();
-        const token = new CancellationToken();
+        const { token, live } = countingToken();
         const reason = new Error("abort");
         const log: string[] = [];
         const got = track(rx.recv({ signal: useToken ? token : ac.signal }));
@@ -516,6 +559,7 @@ describe("oneshot races", () => {
         }
         if (got.state === "rejected" && got.error !== reason) expect(got.error).toBeInstanceOf(ChannelClosedError);
         expect(abortListeners(ac.signal)).toBe(0);
+        expect(live()).toBe(0);
       }),
       { numRuns: 300 },
     );
@@ -528,7 +572,7 @@ describe("watch races", () => {
       fc.asyncProperty(fc.scheduler(), fc.boolean(), fc.integer({ min: 1, max: 4 }), async (s, useToken, sends) => {
         const [tx, rx] = watch(0);
         const ac = new AbortController();
-        const token = new CancellationToken();
+        const { token, live } = countingToken();
         const signal = useToken ? token : ac.signal;
         const reason = new Error("abort");
         const log: string[] = [];
@@ -593,8 +637,54 @@ describe("watch races", () => {
           expect(seen.at(-1) ?? 0).toBe(lastSent);
         }
         expect(abortListeners(ac.signal)).toBe(0);
+        expect(live()).toBe(0);
       }),
       { numRuns: 300 },
+    );
+  });
+});
+
+describe("watch waitFor races", () => {
+  it("waitFor(): a matching value sent before the abort is delivered; one sent after stays unseen", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.scheduler(), fc.boolean(), fc.boolean(), async (s, useToken, sameTurn) => {
+        const [tx, rx] = watch(0);
+        const ac = new AbortController();
+        const { token, live } = countingToken();
+        const reason = new Error("abort");
+        const log: string[] = [];
+        const got = track(rx.waitFor((v) => v === 1, { signal: useToken ? token : ac.signal }));
+        const abort = (): void => {
+          log.push("abort");
+          if (useToken) token.cancel(reason);
+          else ac.abort(reason);
+        };
+        const send = (): void => {
+          log.push("send");
+          tx.send(1);
+        };
+        if (sameTurn) {
+          // both in one synchronous turn, in an order the scheduler picks
+          s.schedule(Promise.resolve("send first")).then(() => (send(), abort()));
+          s.schedule(Promise.resolve("abort first")).then(() => (log.length === 0 ? (abort(), send()) : undefined));
+        } else {
+          s.schedule(Promise.resolve("send")).then(send);
+          s.schedule(Promise.resolve("abort")).then(abort);
+        }
+        await s.waitIdle();
+        await flush();
+        const sentFirst = log.indexOf("send") < log.indexOf("abort");
+        if (sentFirst) {
+          expect(got).toMatchObject({ state: "fulfilled", value: 1 });
+          expect(rx.hasChanged()).toBe(false);
+        } else {
+          expect(got).toMatchObject({ state: "rejected", error: reason });
+          expect(rx.hasChanged()).toBe(true);
+        }
+        expect(abortListeners(ac.signal)).toBe(0);
+        expect(live()).toBe(0);
+      }),
+      { numRuns: 200 },
     );
   });
 });

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { selectable } from "../../src/internal/selectable.js";
 import { ChannelClosedError, oneshot, OneshotReceiver, OneshotSender } from "../../src/channels/index.js";
 import { CancellationToken } from "../../src/cancel/index.js";
+import { select } from "../../src/signals/index.js";
 import { abortListeners, countingToken, flush, resolvesToItself, track } from "./helpers.js";
 
 // Port of tokio/tests/sync_oneshot.rs, one `it` per upstream test. Rust's
@@ -289,6 +290,19 @@ describe("oneshot()", () => {
     expect(() => tx2.send(2)).toThrow(ChannelClosedError);
   });
 
+  it("send() misuse errors name the call and carry the refused value", () => {
+    const [tx] = oneshot<string>();
+    tx.send("first");
+    expect(() => tx.send("second")).toThrow(
+      expect.objectContaining({ message: "Cannot call tx.send(): this oneshot sender already sent a value", value: "second" }),
+    );
+    const [closed] = oneshot<string>();
+    closed.close();
+    expect(() => closed.send("late")).toThrow(
+      expect.objectContaining({ message: "Cannot call tx.send(): this oneshot sender is closed", value: "late" }),
+    );
+  });
+
   it("tx.close() after a send keeps the value receivable", async () => {
     const [tx, rx] = oneshot<string>();
     tx.send("kept");
@@ -517,16 +531,52 @@ describe("oneshot()", () => {
     const [tx, rx] = oneshot<number>();
     let a = 0;
     let b = 0;
-    const offA = rx[selectable]().subscribe(() => a++);
+    let c = 0;
+    // B is woken before A; B unsubscribes A from inside its wake-up, so A is not woken.
     const offB = rx[selectable]().subscribe(() => {
       b++;
-      offA(); // unsubscribing another branch from inside a wake-up is safe
+      offA();
     });
-    offA();
+    const offA = rx[selectable]().subscribe(() => a++);
+    const offC = rx[selectable]().subscribe(() => c++);
+    offC();
     rx.close();
-    expect([a, b]).toEqual([0, 1]);
+    expect([a, b, c]).toEqual([0, 1, 0]);
     offB();
     expect(tx.send(1)).toBe(false);
-    expect([a, b]).toEqual([0, 1]);
+    expect([a, b, c]).toEqual([0, 1, 0]);
+  });
+
+  it("[selectable]() a recv() pending when the value is sent takes it; a select waiting on the receiver rejects", async () => {
+    // recv() is served synchronously inside send(); a select only commits in a
+    // later microtask, so it finds the value gone, as any later receive would.
+    const [tx, rx] = oneshot<number>();
+    const raced = track(select({ rx }));
+    await flush();
+    const received = track(rx.recv());
+    expect(tx.send(1)).toBe(true);
+    await flush();
+    expect(received).toMatchObject({ state: "fulfilled", value: 1 });
+    expect(raced.state).toBe("rejected");
+    expect(raced.error).toBeInstanceOf(ChannelClosedError);
+    // With no recv() pending the select gets it, and a later recv() rejects.
+    const [tx2, rx2] = oneshot<number>();
+    const won = track(select({ rx2 }));
+    await flush();
+    tx2.send(2);
+    await flush();
+    expect(won).toMatchObject({ state: "fulfilled", value: { key: "rx2", value: 2 } });
+    await expect(rx2.recv()).rejects.toBeInstanceOf(ChannelClosedError);
+  });
+
+  it("[selectable]() a select waiting on a receiver that is closed before any value rejects with ChannelClosedError", async () => {
+    const [tx, rx] = oneshot<number>();
+    const raced = track(select({ rx }));
+    await flush();
+    rx.close();
+    await flush();
+    expect(raced.state).toBe("rejected");
+    expect(raced.error).toBeInstanceOf(ChannelClosedError);
+    expect(tx.send(1)).toBe(false);
   });
 });

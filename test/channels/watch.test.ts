@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { selectable } from "../../src/internal/selectable.js";
 import { ChannelClosedError, watch, WatchReceiver, WatchSender } from "../../src/channels/index.js";
 import { CancellationToken } from "../../src/cancel/index.js";
+import { select } from "../../src/signals/index.js";
 import { abortListeners, countingToken, flush, resolvesToItself, track } from "./helpers.js";
 
 /** Records whether a macrotask (setImmediate) got to run since the call. */
@@ -501,6 +502,34 @@ describe("watch()", () => {
     expect(rx.borrow()).toBe(0);
   });
 
+  it("ChannelClosedError from a closed handle names the call, and carries the refused value", async () => {
+    const [tx, rx] = watch(0);
+    const keep = tx.clone();
+    tx.close();
+    expect(() => tx.send(1)).toThrow(expect.objectContaining({ message: "Cannot call tx.send(): this sender is closed", value: 1 }));
+    expect(() => tx.sendReplace(2)).toThrow(
+      expect.objectContaining({ message: "Cannot call tx.sendReplace(): this sender is closed", value: 2 }),
+    );
+    expect(() => tx.sendModify(() => {})).toThrow("Cannot call tx.sendModify(): this sender is closed");
+    expect(() => tx.sendIfModified(() => true)).toThrow("Cannot call tx.sendIfModified(): this sender is closed");
+    expect(() => tx.subscribe()).toThrow("Cannot call tx.subscribe(): this sender is closed");
+    expect(() => tx.clone()).toThrow("Cannot call tx.clone(): this sender is closed");
+    const other = rx.clone();
+    const changed = rx.changed();
+    const waited = rx.waitFor(() => false);
+    rx.close();
+    await expect(changed).rejects.toThrow("Cannot call rx.changed(): this receiver is closed");
+    await expect(waited).rejects.toThrow("Cannot call rx.waitFor(): this receiver is closed");
+    expect(() => rx.clone()).toThrow("Cannot call rx.clone(): this receiver is closed");
+    expect(() => rx.hasChanged()).toThrow("Cannot call rx.hasChanged(): this receiver is closed");
+    await expect(rx.changed()).rejects.toThrow("Cannot call rx.changed(): this receiver is closed");
+    await expect(rx.waitFor(() => true)).rejects.toThrow("Cannot call rx.waitFor(): this receiver is closed");
+    keep.close();
+    expect(() => other.hasChanged()).toThrow("Cannot call rx.hasChanged(): every sender is closed");
+    await expect(other.changed()).rejects.toThrow("Cannot call rx.changed(): every sender is closed and the current value is seen");
+    await expect(other.waitFor(() => false)).rejects.toThrow("Cannot call rx.waitFor(): every sender is closed and no value matched");
+  });
+
   it("tx.closed() resolves when the last receiver closes, not before", async () => {
     const [tx, rx] = watch(0);
     const rx2 = rx.clone();
@@ -678,6 +707,45 @@ describe("watch()", () => {
     expect(again).toEqual([1]);
   });
 
+  it("iterator return() or throw() while a next() waits for a change settles both at once and consumes nothing", async () => {
+    const [tx, rx] = watch(0);
+    const iterator = rx[Symbol.asyncIterator]();
+    expect(await iterator.next()).toEqual({ value: 0, done: false });
+    const waiting = track(iterator.next());
+    await flush();
+    expect(waiting.state).toBe("pending");
+    const returned = track(iterator.return(undefined));
+    await flush();
+    expect(waiting).toMatchObject({ state: "fulfilled", value: { value: undefined, done: true } });
+    expect(returned).toMatchObject({ state: "fulfilled", value: { value: undefined, done: true } });
+    tx.send(1); // the ended iteration left no wait behind to mark this seen
+    expect(rx.hasChanged()).toBe(true);
+    expect(await rx.changed()).toBe(1);
+    expect(await iterator.next()).toEqual({ value: undefined, done: true });
+    // throw() ends a waiting next() the same way, then rejects with its error
+    const other = rx[Symbol.asyncIterator]();
+    await other.next();
+    const parked = track(other.next());
+    const boom = new Error("stop iterating");
+    const thrown = track(other.throw(boom));
+    await flush();
+    expect(parked).toMatchObject({ state: "fulfilled", value: { value: undefined, done: true } });
+    expect(thrown).toMatchObject({ state: "rejected", error: boom });
+    tx.send(2);
+    expect(rx.hasChanged()).toBe(true);
+  });
+
+  it("for await yields an unseen value without waiting, and ends on a closed channel once it is seen", async () => {
+    const [tx, rx] = watch(0);
+    const it = rx[Symbol.asyncIterator]();
+    expect(await it.next()).toEqual({ value: 0, done: false });
+    tx.send(1);
+    tx.close();
+    expect(await it.next()).toEqual({ value: 1, done: false });
+    expect(await it.next()).toEqual({ value: undefined, done: true });
+    expect(rx.borrow()).toBe(1);
+  });
+
   it("for await ends when the receiver is closed while the loop waits", async () => {
     const [tx, rx] = watch(0);
     const seen: number[] = [];
@@ -766,6 +834,39 @@ describe("watch()", () => {
     expect(t).toMatchObject({ state: "fulfilled", value: 1 });
     expect(rx.hasChanged()).toBe(false);
     expect(live()).toBe(0);
+  });
+
+  it("waitFor() accepts a value sent before an abort in the same turn", async () => {
+    const ac = new AbortController();
+    const { token, live } = countingToken();
+    for (const [signal, abort] of [
+      [ac.signal, (reason: string) => ac.abort(reason)],
+      [token, (reason: string) => token.cancel(reason)],
+    ] as const) {
+      const [tx, rx] = watch(0);
+      const t = track(rx.waitFor((v) => v === 1, { signal }));
+      tx.send(1);
+      abort("late"); // before the predicate's queued check ran: the value came first
+      await flush();
+      expect(t).toMatchObject({ state: "fulfilled", value: 1 });
+      expect(rx.hasChanged()).toBe(false);
+    }
+    expect(abortListeners(ac.signal)).toBe(0);
+    expect(live()).toBe(0);
+  });
+
+  it("waitFor() lets a same-turn abort through when the value sent before it is rejected, marking nothing seen", async () => {
+    const [tx, rx] = watch(0);
+    const ac = new AbortController();
+    const checked: number[] = [];
+    const t = track(rx.waitFor((v) => (checked.push(v), v === 5), { signal: ac.signal }));
+    tx.send(1);
+    ac.abort("gone");
+    await flush();
+    expect(t).toMatchObject({ state: "rejected", error: "gone" });
+    expect(checked).toEqual([0, 1]); // evaluated once each, not again by the queued check
+    expect(rx.hasChanged()).toBe(true);
+    expect(abortListeners(ac.signal)).toBe(0);
   });
 
   it("tx.closed() rejects with the reason when aborted, already or while waiting", async () => {
@@ -889,5 +990,22 @@ describe("watch()", () => {
     offMine();
     offTheirs();
     other.close();
+  });
+
+  it("select() over a receiver that is closed while it waits rejects with ChannelClosedError; other receivers' selects keep waiting", async () => {
+    const [tx, rx] = watch(0);
+    const other = rx.clone();
+    const mine = track(select({ rx }));
+    const theirs = track(select({ other }));
+    await flush();
+    rx.close();
+    await flush();
+    expect(mine.state).toBe("rejected");
+    expect(mine.error).toBeInstanceOf(ChannelClosedError);
+    expect(theirs.state).toBe("pending");
+    tx.send(1);
+    await flush();
+    expect(theirs).toMatchObject({ state: "fulfilled", value: { key: "other", value: 1 } });
+    expect(other.hasChanged()).toBe(false);
   });
 });

@@ -52,6 +52,7 @@ export {
   processSignal,
   type ProcessSignalName,
   type ProcessSignalRecvOptions,
+  type ProcessSignalTryRecvResult,
 } from "./process-signal.js";
 export {
   shutdown,

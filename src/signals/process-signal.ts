@@ -71,6 +71,19 @@ export function signalNumber(name: ProcessSignalName): number {
   return constants.signals[name];
 }
 
+/** What {@link ProcessSignal.tryRecv} returns. */
+export type ProcessSignalTryRecvResult<S extends string> =
+  | {
+      /** A signal arrived and was taken from the queue. */
+      readonly state: "received";
+      /** The signal that arrived. */
+      readonly signal: S;
+    }
+  | {
+      /** Nothing is queued. */
+      readonly state: "empty";
+    };
+
 /**
  * A source of OS signal arrivals; made by {@link processSignal}.
  *
@@ -138,7 +151,7 @@ export class ProcessSignal<S extends ProcessSignalName = ProcessSignalName> impl
    * console.assert(hup.tryRecv().state === "empty");
    * ```
    */
-  tryRecv(): { readonly state: "received"; readonly signal: S } | { readonly state: "empty" } {
+  tryRecv(): ProcessSignalTryRecvResult<S> {
     const signal = this.#queue.shift();
     return signal === undefined ? { state: "empty" } : { state: "received", signal };
   }

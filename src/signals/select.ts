@@ -81,7 +81,14 @@ export type SelectValue<S> = S extends CancellationToken | AbortSignal
  * @typeParam B - the object of branches passed to `select`.
  */
 export type SelectResult<B> = {
-  [K in keyof B & string]: [SelectValue<B[K]>] extends [never] ? never : { readonly key: K; readonly value: SelectValue<B[K]> };
+  [K in keyof B & string]: [SelectValue<B[K]>] extends [never]
+    ? never
+    : {
+        /** The name of the branch that won. */
+        readonly key: K;
+        /** What the winning branch produced: a token's reason, a channel's value, … */
+        readonly value: SelectValue<B[K]>;
+      };
 }[keyof B & string];
 
 /** Options of {@link select}. */

@@ -77,6 +77,7 @@ export interface ShutdownOptions {
 export class SignalReceivedError extends CancelkitError {
   /** Always `"CANCELKIT_ERR_SIGNAL_RECEIVED"`. */
   readonly code = "CANCELKIT_ERR_SIGNAL_RECEIVED" as const;
+  /** Always `"SignalReceivedError"`. */
   override readonly name = "SignalReceivedError";
   /** The signal that arrived, e.g. `"SIGTERM"`. */
   readonly signal: ProcessSignalName;

@@ -1,0 +1,103 @@
+// Throughput while serving (no shutdown): ours (serve() attached to the
+// server) vs a bare node:http server with the same handler, each in its own
+// child process, driven by autocannon (in this process) and wrk when it is
+// installed. Rounds alternate bare / ours to spread machine noise evenly; the
+// goal is ours ≥ 97% of bare, on the median of the per-pair ratios. The
+// server's CPU time per request over the same window is printed too: on a
+// machine shared with other jobs it moves far less than requests per second.
+//
+// Env: HTTP_TP_ROUNDS (pairs per client, default 5), HTTP_TP_SECONDS (default 2).
+import { existsSync } from "node:fs";
+import { header, info } from "./harness.mjs";
+import { startServer } from "./http/child.mjs";
+import { runWrk, findWrk } from "./http/clients.mjs";
+
+const ROUNDS = Number(process.env.HTTP_TP_ROUNDS ?? 5);
+const SECONDS = Number(process.env.HTTP_TP_SECONDS ?? 2);
+const CONNECTIONS = 32;
+const GOAL = 0.97;
+
+header("HTTP throughput while serving (ours vs bare node:http)");
+const haveOurs = existsSync(new URL("../dist/http/index.js", import.meta.url)) && typeof (await import("../dist/http/index.js")).serve === "function";
+if (!haveOurs) {
+  info("ours", "skipped: dist/http has no serve() yet (npm run build after src/http lands)");
+  process.exit(0);
+}
+const haveWrk = findWrk() !== null;
+if (!haveWrk) info("wrk", "skipped: binary not found (Debian: apt-get install -y wrk)");
+
+const { default: autocannon } = await import("autocannon");
+
+async function withServer(strategy, fn) {
+  // maxDelayMs 0: the handler answers at once, so per-request overhead shows.
+  const server = startServer(strategy, { maxDelayMs: 0, drainTimeoutMs: 1000 });
+  const port = await server.ready;
+  try {
+    const before = await server.stats();
+    const rps = await fn(port);
+    const after = await server.stats();
+    return { rps, cpuPerReq: (after.cpuMicros - before.cpuMicros) / Math.max(1, after.answered - before.answered) };
+  } finally {
+    server.child.kill("SIGKILL");
+    await server.exited;
+  }
+}
+
+async function autocannonRps(port) {
+  const result = await autocannon({ url: `http://127.0.0.1:${port}/`, connections: CONNECTIONS, duration: SECONDS });
+  if (result.errors || result.non2xx) throw new Error(`autocannon saw errors: ${result.errors} errors, ${result.non2xx} non-2xx`);
+  return result.requests.total / SECONDS;
+}
+
+async function wrkRps(port) {
+  const { parsed, out } = await runWrk(port, { connections: CONNECTIONS, durationMs: SECONDS * 1000 }).done;
+  if (!parsed.rps) throw new Error(`wrk output not understood:\n${out}`);
+  return parsed.rps;
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const fmtRps = (v) => `${Math.round(v).toLocaleString("en-US")} req/s`;
+
+let allOk = true;
+for (const [name, measure] of [["autocannon", autocannonRps], ...(haveWrk ? [["wrk", wrkRps]] : [])]) {
+  // One discarded warm-up round each, then alternating pairs (order flipped
+  // every other pair so neither side always runs second).
+  await withServer("bare", measure);
+  await withServer("ours", measure);
+  const bare = [];
+  const ours = [];
+  const ratios = [];
+  const cpuRatios = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    const order = i % 2 === 0 ? ["bare", "ours"] : ["ours", "bare"];
+    const got = {};
+    for (const s of order) got[s] = await withServer(s, measure);
+    bare.push(got.bare);
+    ours.push(got.ours);
+    ratios.push(got.ours.rps / got.bare.rps);
+    cpuRatios.push(got.bare.cpuPerReq / got.ours.cpuPerReq);
+  }
+  const ratio = median(ratios);
+  const cpuRatio = median(cpuRatios);
+  const ok = ratio >= GOAL;
+  allOk &&= ok;
+  const pct = (rs) => rs.map((r) => `${(r * 100).toFixed(1)}%`).join("  ");
+  info(`${name}: per pair, ours/bare req/s`, pct(ratios));
+  info(`${name}: per pair, bare/ours server CPU per request`, pct(cpuRatios));
+  row(`${name}, ${CONNECTIONS} conns, ${SECONDS} s × ${ROUNDS} pairs: req/s`, fmtRps(median(ours.map((o) => o.rps))), fmtRps(median(bare.map((b) => b.rps))), ratio);
+  row(`${name}: server CPU per request (inverse, noise-resistant)`, fmtCpu(median(ours.map((o) => o.cpuPerReq))), fmtCpu(median(bare.map((b) => b.cpuPerReq))), cpuRatio);
+}
+
+function row(label, oursText, bareText, ratio) {
+  const ok = ratio >= GOAL;
+  console.log(`${label.padEnd(58)} ours ${oursText.padStart(14)} | bare ${bareText.padStart(14)} | ratio ${(ratio * 100).toFixed(1).padStart(6)}% | goal ≥ ${GOAL * 100}% ${ok ? "PASS" : "MISS"}`);
+}
+function fmtCpu(us) {
+  return `${us.toFixed(2)} µs/req`;
+}
+process.exitCode = 0;
+if (!allOk) info("throughput", "MISS on at least one client (noisy machines: rerun before concluding)");

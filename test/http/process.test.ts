@@ -1,0 +1,102 @@
+/*
+ * S12: a child process that uses the built package's serve() receives
+ * SIGTERM mid-request and exits on its own, before a grace budget.
+ */
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import * as http from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+const fixture = fileURLToPath(new URL("./fixtures/sigterm-server.mjs", import.meta.url));
+/** Past this the child is SIGKILLed and the test fails, like a kubelet would. */
+const GRACE_BUDGET_MS = 15_000;
+let dist: string;
+const children: ChildProcess[] = [];
+
+beforeAll(() => {
+  dist = mkdtempSync(join(tmpdir(), "cancelkit-dist-"));
+  // The package as it is published: compiled with the build config. Errors
+  // elsewhere in the tree do not stop tsc from emitting.
+  try {
+    execFileSync(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-p", join(root, "tsconfig.build.json"), "--outDir", dist, "--declaration", "false", "--declarationMap", "false", "--sourceMap", "false"], { stdio: "ignore" });
+  } catch {
+    // Emitted anyway; a missing http entry fails the test below.
+  }
+}, 120_000);
+
+afterAll(() => rmSync(dist, { recursive: true, force: true }));
+afterEach(() => {
+  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+});
+
+function lines(child: ChildProcess): AsyncGenerator<Record<string, unknown>> {
+  let buffer = "";
+  const queue: Array<Record<string, unknown>> = [];
+  let wake: (() => void) | null = null;
+  let ended = false;
+  child.stdout!.setEncoding("utf8");
+  child.stdout!.on("data", (chunk: string) => {
+    buffer += chunk;
+    let newline;
+    while ((newline = buffer.indexOf("\n")) !== -1) {
+      queue.push(JSON.parse(buffer.slice(0, newline)) as Record<string, unknown>);
+      buffer = buffer.slice(newline + 1);
+    }
+    wake?.();
+  });
+  child.stdout!.on("end", () => {
+    ended = true;
+    wake?.();
+  });
+  return (async function* () {
+    for (;;) {
+      if (queue.length > 0) yield queue.shift()!;
+      else if (ended) return;
+      else await new Promise<void>((resolve) => (wake = resolve));
+    }
+  })();
+}
+
+describe.each([
+  ["a CancellationToken + process.once('SIGTERM')", "0"],
+  ["shutdown() from cancelkit/signals", "1"],
+])("S12: a served child process using %s", (_name, useSignals) => {
+  it("drains on SIGTERM and exits 0 on its own, before the grace budget", async () => {
+    const child = spawn(process.execPath, [fixture], {
+      env: { ...process.env, CANCELKIT_DIST: dist, CANCELKIT_USE_SIGNALS: useSignals },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    children.push(child);
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      child.once("exit", (code, signal) => resolve({ code, signal })),
+    );
+    const budget = setTimeout(() => child.kill("SIGKILL"), GRACE_BUDGET_MS);
+    try {
+      const output = lines(child);
+      const { port } = (await output.next()).value as { port: number };
+      const agent = new http.Agent({ keepAlive: true });
+      const idleAgent = new http.Agent({ keepAlive: true });
+      // An idle keep-alive connection, then a slow request in flight at SIGTERM.
+      await new Promise<void>((resolve, reject) => http.get({ port, host: "127.0.0.1", agent: idleAgent }, (res) => res.resume().on("end", resolve)).on("error", reject));
+      const slow = new Promise<{ status: number; connection: string | undefined }>((resolve, reject) =>
+        http.get({ port, host: "127.0.0.1", path: "/slow", agent }, (res) => {
+          res.resume().on("end", () => resolve({ status: res.statusCode!, connection: res.headers.connection }));
+        }).on("error", reject),
+      );
+      expect((await output.next()).value).toEqual({ arrived: "/slow" });
+      child.kill("SIGTERM");
+      expect(await slow).toEqual({ status: 200, connection: "close" });
+      const { report } = (await output.next()).value as { report: Record<string, unknown> };
+      expect(report).toMatchObject({ requestsCompletedWhileDraining: 1, connectionsForced: 0, deadlineHit: false });
+      expect(await exited).toEqual({ code: 0, signal: null });
+      agent.destroy();
+      idleAgent.destroy();
+    } finally {
+      clearTimeout(budget);
+    }
+  });
+});

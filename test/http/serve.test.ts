@@ -1,0 +1,288 @@
+/*
+ * serve(): the coordinator's contract — options, idempotence, state,
+ * several servers, attaching after listen(), and cleanliness.
+ */
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import * as net from "node:net";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { CancellationToken } from "../../src/index.js";
+import { drainingToken, requestToken, serve, type ServeState } from "../../src/http/index.js";
+import { Cleanup, createServer, latch, listen, RawClient, tryConnect, openHandles } from "./helpers.js";
+
+const cleanup = new Cleanup();
+afterEach(() => cleanup.run());
+afterAll(async () => {
+  // Every socket, session and server of the suite is gone.
+  expect(await openHandles()).toEqual([]);
+});
+
+function okServer(): http.Server {
+  return cleanup.add(http.createServer((_req, res) => res.end("ok")));
+}
+
+describe("serve() options", () => {
+  it.each([
+    ["a number target", 42, TypeError],
+    ["an empty array", [], TypeError],
+    ["a net.Server that is not HTTP", new net.Server(), TypeError],
+  ])("serve() throws TypeError for %s", (_name, target, type) => {
+    expect(() => serve(target as never)).toThrow(type);
+  });
+
+  it.each([
+    [{ idleGraceMs: -1 }, RangeError, "Cannot serve: 'idleGraceMs' must be a finite number >= 0, received number -1"],
+    [{ drainTimeoutMs: Number.POSITIVE_INFINITY }, RangeError, "'drainTimeoutMs' must be a finite number >= 0"],
+    [{ beforeCloseMs: 2 ** 31 }, RangeError, "'beforeCloseMs' must be a finite number >= 0 and <= 2147483647"],
+    [{ idleGraceMs: "1000" }, TypeError, "received string \"1000\""],
+    [{ signal: "SIGTERM" }, TypeError, "'signal' must be an AbortSignal, a CancellationToken or undefined"],
+  ])("serve() rejects %j before any side effect", (options, type, message) => {
+    const server = okServer();
+    const connectionListeners = server.listenerCount("connection");
+    expect(() => serve(server, options as never)).toThrow(type);
+    expect(() => serve(server, options as never)).toThrow(message);
+    // Nothing was attached: the server can still be served.
+    expect(server.listenerCount("connection")).toBe(connectionListeners);
+    expect(() => serve(server)).not.toThrow();
+  });
+
+  it("serve() throws TypeError when options is not an object", () => {
+    expect(() => serve(okServer(), 5 as never)).toThrow(TypeError);
+  });
+
+  it("serve() throws TypeError for a server already served, and for duplicates in an array", () => {
+    const server = okServer();
+    serve(server);
+    expect(() => serve(server)).toThrow("a server not already served");
+    const other = okServer();
+    expect(() => serve([other, other])).toThrow(TypeError);
+  });
+
+  it("requestToken() throws TypeError for an object that is not a served request", () => {
+    expect(() => requestToken({} as never)).toThrow(TypeError);
+    expect(() => drainingToken(null as never)).toThrow(/Cannot get drainingToken\(\)/);
+  });
+});
+
+describe("serve() lifecycle", () => {
+  it("serve(listener) creates an http.Server that is not listening yet", () => {
+    const graceful = serve((_req, res) => res.end("ok"));
+    cleanup.add(graceful.server as http.Server);
+    expect(graceful.server).toBeInstanceOf(http.Server);
+    expect(graceful.servers).toEqual([graceful.server]);
+    expect(graceful.server.listening).toBe(false);
+    expect(graceful.isReady).toBe(false);
+  });
+
+  it("shutdown() before listen resolves with an empty report and state closed", async () => {
+    const graceful = serve(okServer());
+    const report = await graceful.shutdown();
+    expect(report).toMatchObject({
+      listenerClosedMs: null,
+      lastRequestMs: null,
+      requestsCompletedWhileDraining: 0,
+      connectionsClosedGracefully: 0,
+      connectionsForced: 0,
+      sessionsSentGoaway: 0,
+      upgradesNotified: 0,
+      upgradesForced: 0,
+      deadlineHit: false,
+    });
+    expect(graceful.state.borrow()).toBe("closed");
+  });
+
+  it("shutdown() returns the same promise on every call", async () => {
+    const server = okServer();
+    const graceful = serve(server);
+    await listen(server);
+    const first = graceful.shutdown();
+    expect(graceful.shutdown()).toBe(first);
+    await first;
+    expect(graceful.shutdown()).toBe(first);
+  });
+
+  it("state goes serving → draining → closed, observable through the watch receiver", async () => {
+    const server = okServer();
+    const graceful = serve(server, { beforeCloseMs: 5 });
+    await listen(server);
+    const states: ServeState[] = [];
+    const following = (async () => {
+      for await (const state of graceful.state.clone()) states.push(state);
+    })();
+    expect(graceful.state.borrow()).toBe("serving");
+    const report = await graceful.shutdown();
+    await following;
+    expect(states).toEqual(["serving", "draining", "closed"]);
+    expect(report.deadlineHit).toBe(false);
+  });
+
+  it("a cancelled signal starts the shutdown, and its reason reaches drainingToken()", async () => {
+    const stop = new CancellationToken();
+    const arrived = latch();
+    let draining: CancellationToken | undefined;
+    const server = cleanup.add(
+      http.createServer((req, res) => {
+        draining = drainingToken(req);
+        draining.onCancel(() => res.end("bye"));
+        arrived.release();
+      }),
+    );
+    const graceful = serve(server, { signal: stop });
+    const port = await listen(server);
+    const client = new RawClient(cleanup.add(new net.Socket().connect(port, "127.0.0.1")));
+    client.get("/");
+    await arrived.promise;
+    stop.cancel("SIGTERM");
+    expect(graceful.state.borrow()).toBe("draining");
+    expect(draining!.reason).toBe("SIGTERM");
+    // Its headers were unsent when the drain started.
+    expect((await client.response(1)).headers.connection).toBe("close");
+    await graceful.state.waitFor((state) => state === "closed");
+  });
+
+  it("an already aborted AbortSignal shuts down at once", async () => {
+    const server = okServer();
+    await listen(server);
+    const graceful = serve(server, { signal: AbortSignal.abort("now") });
+    expect(graceful.state.borrow()).toBe("draining");
+    await graceful.shutdown();
+    expect(server.listening).toBe(false);
+  });
+
+  it("await using shuts down at scope exit", async () => {
+    const server = okServer();
+    const port = await listen(server);
+    {
+      await using graceful = serve(server);
+      expect(graceful.isReady).toBe(true);
+    }
+    expect(await tryConnect(port)).toBe("ECONNREFUSED");
+  });
+
+  it("every listener serve() added is removed once closed", async () => {
+    const server = okServer();
+    const before = server.eventNames().map((name) => [name, server.listenerCount(name)]);
+    const graceful = serve(server);
+    server.on("upgrade", () => {});
+    const port = await listen(server);
+    const client = new RawClient(cleanup.add(net.connect(port, "127.0.0.1")));
+    client.get("/");
+    await client.response(1);
+    await graceful.shutdown();
+    server.removeAllListeners("upgrade");
+    expect(server.eventNames().map((name) => [name, server.listenerCount(name)])).toEqual(before);
+  });
+
+  it("after shutdown no socket, server or timer of ours keeps the process alive", async () => {
+    const server = okServer();
+    const graceful = serve(server, { idleGraceMs: 20 });
+    const port = await listen(server);
+    const client = new RawClient(cleanup.add(net.connect(port, "127.0.0.1")));
+    client.get("/");
+    await client.response(1);
+    const baseline = process.getActiveResourcesInfo().filter((type) => type === "TCPServerWrap").length;
+    expect(baseline).toBeGreaterThanOrEqual(1);
+    await graceful.shutdown();
+    await client.ended();
+    await new Promise((resolve) => setImmediate(resolve));
+    const resources = process.getActiveResourcesInfo();
+    expect(resources.filter((type) => type === "TCPServerWrap").length).toBe(baseline - 1);
+    expect(resources.filter((type) => type === "TCPSocketWrap").length).toBe(0);
+  });
+});
+
+describe("requestToken() and drainingToken()", () => {
+  it("drainingToken() is cancelled when the client goes away, with the request token's reason", async () => {
+    const arrived = latch();
+    let req: http.IncomingMessage | undefined;
+    const server = cleanup.add(
+      http.createServer((request) => {
+        req = request;
+        arrived.release();
+      }),
+    );
+    serve(server);
+    const port = await listen(server);
+    const client = new RawClient(cleanup.add(net.connect(port, "127.0.0.1")));
+    client.get("/");
+    await arrived.promise;
+    const draining = drainingToken(req!);
+    expect(drainingToken(req!)).toBe(draining);
+    client.socket.destroy();
+    const reason = await draining.cancelled();
+    expect(reason).toBe(requestToken(req!).reason);
+  });
+
+  it("requestToken() asked for after the response finished is never cancelled", async () => {
+    const finished = latch();
+    let req: http.IncomingMessage | undefined;
+    const server = cleanup.add(
+      http.createServer((request, res) => {
+        req = request;
+        res.on("finish", () => finished.release());
+        res.end("ok");
+      }),
+    );
+    const graceful = serve(server, { idleGraceMs: 60_000, drainTimeoutMs: 30 });
+    const port = await listen(server);
+    const client = new RawClient(cleanup.add(net.connect(port, "127.0.0.1")));
+    client.get("/");
+    await client.response(1);
+    await finished.promise;
+    const late = requestToken(req!);
+    expect((await graceful.shutdown()).deadlineHit).toBe(true);
+    expect(late.isCancelled).toBe(false);
+  });
+});
+
+describe("serve() over several servers", () => {
+  it("drains http, https and h2 together with one report", async () => {
+    const { tlsMaterial } = await import("./helpers.js");
+    const gate = latch();
+    let inFlight = 0;
+    const all = latch();
+    const handler = (_req: unknown, res: { end(body: string): void }): void => {
+      if (++inFlight === 3) all.release();
+      void gate.promise.then(() => res.end("done"));
+    };
+    const servers = [
+      cleanup.add(createServer("http", handler as never)),
+      cleanup.add(createServer("https", handler as never)),
+      cleanup.add(http2.createSecureServer(tlsMaterial(), handler as never)),
+    ];
+    const graceful = serve(servers as never);
+    const ports = await Promise.all(servers.map((server) => listen(server)));
+    const { connect, h2connect, h2request } = await import("./helpers.js");
+    const a = new RawClient(cleanup.add(await connect("http", ports[0]!)));
+    const b = new RawClient(cleanup.add(await connect("https", ports[1]!)));
+    const c = cleanup.add(await h2connect("h2", ports[2]!));
+    a.get("/");
+    b.get("/");
+    const { done: h2done } = h2request(c, "/");
+    await all.promise;
+    const done = graceful.shutdown();
+    expect(await Promise.all(ports.map(tryConnect))).toEqual(["ECONNREFUSED", "ECONNREFUSED", "ECONNREFUSED"]);
+    gate.release();
+    expect((await a.response(1)).headers.connection).toBe("close");
+    expect((await b.response(1)).headers.connection).toBe("close");
+    expect((await h2done).status).toBe(200);
+    expect(await done).toMatchObject({ requestsCompletedWhileDraining: 3, connectionsClosedGracefully: 3, sessionsSentGoaway: 1, connectionsForced: 0 });
+  });
+});
+
+describe("serve() attached after listen()", () => {
+  it("adopts a keep-alive connection accepted before it on its next request", async () => {
+    const server = okServer();
+    const port = await listen(server);
+    const client = new RawClient(cleanup.add(net.connect(port, "127.0.0.1")));
+    client.get("/");
+    expect((await client.response(1)).headers.connection).toBe("keep-alive");
+    const graceful = serve(server, { idleGraceMs: 20 });
+    const done = graceful.shutdown();
+    client.get("/");
+    expect((await client.response(2)).headers.connection).toBe("close");
+    await client.ended();
+    expect(client.error).toBeNull();
+    expect(await done).toMatchObject({ requestsCompletedWhileDraining: 1, connectionsClosedGracefully: 1, connectionsForced: 0 });
+  });
+});

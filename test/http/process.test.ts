@@ -2,15 +2,11 @@
  * S12: a child process that uses the built package's serve() receives
  * SIGTERM mid-request and exits on its own, before a grace budget.
  */
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
 import * as http from "node:http";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
 
-const root = fileURLToPath(new URL("../..", import.meta.url));
 const fixture = fileURLToPath(new URL("./fixtures/sigterm-server.mjs", import.meta.url));
 /** Past this the child is SIGKILLed and the test fails, like a kubelet would. */
 const GRACE_BUDGET_MS = 15_000;
@@ -18,17 +14,12 @@ let dist: string;
 const children: ChildProcess[] = [];
 
 beforeAll(() => {
-  dist = mkdtempSync(join(tmpdir(), "cancelkit-dist-"));
-  // The package as it is published: compiled with the build config. Errors
-  // elsewhere in the tree do not stop tsc from emitting.
-  try {
-    execFileSync(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-p", join(root, "tsconfig.build.json"), "--outDir", dist, "--declaration", "false", "--declarationMap", "false", "--sourceMap", "false"], { stdio: "ignore" });
-  } catch {
-    // Emitted anyway; a missing http entry fails the test below.
-  }
-}, 120_000);
+  // test/global-setup.ts builds the package once per run into a private directory.
+  const built = process.env["CANCELKIT_DIST"];
+  if (built === undefined) throw new Error("CANCELKIT_DIST is unset: run the tests through vitest.config.ts");
+  dist = built;
+});
 
-afterAll(() => rmSync(dist, { recursive: true, force: true }));
 afterEach(() => {
   for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
 });

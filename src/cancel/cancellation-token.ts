@@ -25,6 +25,7 @@
  *    call; the `DOMException` is created on first read, once per tree.
  */
 import { assertDuration, assertFunction, assertOptions, typeError } from "../internal/errors.js";
+import { isAbortSignal, isThenable } from "../internal/guards.js";
 
 /** A handle to one `onCancel` registration; dispose it to unregister. */
 export interface CancelRegistration extends Disposable {
@@ -861,17 +862,6 @@ export class CancelGuard implements Disposable {
   }
 }
 
-function isAbortSignal(value: unknown): value is AbortSignal {
-  return typeof AbortSignal === "function" && value instanceof AbortSignal;
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (
-    (typeof value === "object" || typeof value === "function") &&
-    value !== null &&
-    typeof (value as { then?: unknown }).then === "function"
-  );
-}
 
 /**
  * Calls `callback(reason)` when `source` is cancelled or aborted; returns an

@@ -26,6 +26,7 @@ import { CancellationToken, type CancelRegistration } from "../cancel/cancellati
 import { checkSignal, isAborted, subscribeAbort, type AbortLike } from "../internal/abort.js";
 import { assertOptions, describe, typeError } from "../internal/errors.js";
 import { selectable, type SelectBranch, type Selectable } from "../internal/selectable.js";
+import { isAbortSignal, isThenable } from "../internal/guards.js";
 
 /**
  * Anything `select` accepts as a branch.
@@ -316,17 +317,6 @@ function pick(entries: Entry[], biased: boolean): Entry | null {
   return chosen;
 }
 
-function isAbortSignal(value: unknown): value is AbortSignal {
-  return typeof AbortSignal === "function" && value instanceof AbortSignal;
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (
-    (typeof value === "object" || typeof value === "function") &&
-    value !== null &&
-    typeof (value as { then?: unknown }).then === "function"
-  );
-}
 
 function classify(key: string, source: unknown): Entry | null {
   if (!source) return null;

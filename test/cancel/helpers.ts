@@ -4,34 +4,9 @@
  * with wall-clock sleeps.
  */
 
-/** Lets every queued microtask (and the ones they queue, a few levels deep) run. */
-export async function flush(rounds = 20): Promise<void> {
-  for (let i = 0; i < rounds; i++) await Promise.resolve();
-}
+import { flush } from "../support.js";
 
-export type PromiseState = "pending" | "fulfilled" | "rejected";
-
-/** The state of `promise` after a flush; marks a rejection as handled. */
-export async function stateOf(promise: Promise<unknown>): Promise<PromiseState> {
-  let state: PromiseState = "pending";
-  promise.then(
-    () => (state = "fulfilled"),
-    () => (state = "rejected"),
-  );
-  await flush();
-  return state;
-}
-
-/** A promise with its resolve/reject exposed. */
-export function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void; reject: (error: unknown) => void } {
-  let resolve!: (value: T) => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
+export { deferred, flush, stateOf, type PromiseState } from "../support.js";
 
 /**
  * Runs `fn` with a process `uncaughtException` listener installed (vitest

@@ -1,6 +1,5 @@
 // Test helpers shared by the channel suites (not a test file).
 import { getEventListeners } from "node:events";
-import { CancellationToken } from "../../src/cancel/index.js";
 
 /** Lets every queued microtask (and promise reaction chain) run: one macrotask turn. */
 export const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -32,27 +31,7 @@ export function abortListeners(signal: AbortSignal): number {
   return getEventListeners(signal, "abort").length;
 }
 
-/** A token that counts its live `onCancel` registrations (what a wait leaves behind). */
-export function countingToken(): { token: CancellationToken; live: () => number } {
-  const token = new CancellationToken();
-  let live = 0;
-  const original = token.onCancel.bind(token);
-  token.onCancel = (callback) => {
-    const registration = original(callback);
-    live++;
-    let done = false;
-    const unregister = registration.unregister.bind(registration);
-    registration.unregister = () => {
-      if (!done) {
-        done = true;
-        live--;
-      }
-      unregister();
-    };
-    return registration;
-  };
-  return { token, live: () => live };
-}
+export { countedToken as countingToken } from "../support.js";
 
 /** Asserts a value is not a thenable and that `async` functions returning it do not wait. */
 export async function resolvesToItself(value: object): Promise<boolean> {

@@ -6,28 +6,13 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { CancellationToken, type CancelRegistration, selectable, type SelectBranch, type Selectable } from "../../src/index.js";
+import { selectable, type SelectBranch, type Selectable } from "../../src/index.js";
+import { flush } from "../support.js";
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
 export const fixtures = join(root, "test/signals/fixtures");
 
-/** Lets every queued microtask (and the ones they queue, a few levels deep) run. */
-export async function flush(rounds = 20): Promise<void> {
-  for (let i = 0; i < rounds; i++) await Promise.resolve();
-}
-
-export type PromiseState = "pending" | "fulfilled" | "rejected";
-
-/** The state of `promise` after a flush; marks a rejection as handled. */
-export async function stateOf(promise: PromiseLike<unknown>): Promise<PromiseState> {
-  let state: PromiseState = "pending";
-  promise.then(
-    () => (state = "fulfilled"),
-    () => (state = "rejected"),
-  );
-  await flush();
-  return state;
-}
+export { deferred, flush, stateOf, type PromiseState } from "../support.js";
 
 /** What a promise settled with, after a flush; `pending` when it did not settle. */
 export async function outcome<T>(promise: PromiseLike<T>): Promise<{ state: "fulfilled"; value: T } | { state: "rejected"; error: unknown } | { state: "pending" }> {
@@ -38,17 +23,6 @@ export async function outcome<T>(promise: PromiseLike<T>): Promise<{ state: "ful
   );
   await flush();
   return result;
-}
-
-/** A promise with its resolve/reject exposed. */
-export function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void; reject: (error: unknown) => void } {
-  let resolve!: (value: T) => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
 }
 
 /**
@@ -121,32 +95,7 @@ export class Cell<T> implements Selectable<T> {
   }
 }
 
-/** A token whose `onCancel` registrations are counted while alive (as select uses them). */
-export function countedToken(): { token: CancellationToken; live: () => number } {
-  const token = new CancellationToken();
-  let live = 0;
-  const original = token.onCancel.bind(token);
-  token.onCancel = (callback: (reason: unknown) => void): CancelRegistration => {
-    live++;
-    let done = false;
-    const registration = original((reason) => {
-      if (!done) {
-        done = true;
-        live--;
-      }
-      callback(reason);
-    });
-    const unregister = (): void => {
-      if (!done) {
-        done = true;
-        live--;
-      }
-      registration.unregister();
-    };
-    return { unregister, [Symbol.dispose]: unregister };
-  };
-  return { token, live: () => live };
-}
+export { countedToken } from "../support.js";
 
 // ---------------------------------------------------------------------------
 // Child processes

@@ -16,6 +16,7 @@ import { CancellationToken } from "../cancel/cancellation-token.js";
 import { isAborted, subscribeAbort } from "../internal/abort.js";
 import { assertDuration, assertOptions, CancelkitError, ShutdownTimeoutError, typeError } from "../internal/errors.js";
 import { checkSignalNames, signalNumber, type ProcessSignalName } from "./process-signal.js";
+import { isAbortSignal } from "../internal/guards.js";
 
 /**
  * What a {@link shutdown} token does when a configured signal arrives after
@@ -199,7 +200,7 @@ export function shutdown(options?: ShutdownOptions): CancellationToken {
   if (timeoutMs !== undefined) assertDuration(ACTION, "options.timeoutMs", timeoutMs);
   // Not checkSignal(): its message would name a 'signal' option this call does not have.
   const parent = options?.parent;
-  if (parent !== undefined && !(parent instanceof CancellationToken) && !(typeof AbortSignal === "function" && parent instanceof AbortSignal)) {
+  if (parent !== undefined && !(parent instanceof CancellationToken) && !isAbortSignal(parent)) {
     throw typeError(ACTION, "options.parent", "an AbortSignal, a CancellationToken or undefined", parent);
   }
   const onSecond = options?.onSecondSignal ?? "default";

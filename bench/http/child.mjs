@@ -4,9 +4,10 @@ import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
 
-const script = fileURLToPath(new URL("./drain-server.mjs", import.meta.url));
+const defaultScript = fileURLToPath(new URL("./drain-server.mjs", import.meta.url));
 
-export function startServer(strategy, options = {}) {
+/** `script`: the server child to run (default drain-server.mjs; h2-drain-server.mjs speaks the same lines). */
+export function startServer(strategy, options = {}, { script = defaultScript } = {}) {
   const child = spawn(process.execPath, [script, strategy, JSON.stringify(options)], { stdio: ["ignore", "pipe", "pipe"] });
   let buffer = "";
   let stderr = "";
@@ -18,6 +19,7 @@ export function startServer(strategy, options = {}) {
   });
   const resolved = new Promise((resolve) => (onResolved = resolve));
   let answered = null;
+  let h2 = null;
   const statsWaiters = [];
   child.stdout.on("data", (chunk) => {
     buffer += chunk;
@@ -29,6 +31,7 @@ export function startServer(strategy, options = {}) {
       if (word === "ready") onReady(Number(a));
       else if (word === "answered") answered = Number(a);
       else if (word === "stats") statsWaiters.shift()?.({ answered: Number(a), cpuMicros: Number(rest[0]) });
+      else if (word === "h2") h2 = JSON.parse([a, ...rest].join(" "));
       else if (word === "resolved") onResolved({ ms: Number(a), value: JSON.parse(rest.join(" ") || "null") });
     }
   });
@@ -44,6 +47,10 @@ export function startServer(strategy, options = {}) {
     /** Responses the server finished, known once it exited on its own. */
     get answered() {
       return answered;
+    },
+    /** h2-drain-server.mjs: its latest "h2 <json>" stream counts (SIGUSR2 or exit), else null. */
+    get h2() {
+      return h2;
     },
     get stderr() {
       return stderr;

@@ -8,8 +8,12 @@
  *    module-level `WeakMap` (an `Http2ServerRequest` under its `stream`).
  *    Requests that never ask cost no allocation and no `WeakMap` entry —
  *    the hot path of a server that does not use tokens stays bare.
- * 2. The connection tracker settles a state through `finish()` when its
- *    request ends; a state created after the request ended is born settled.
+ * 2. A state is settled through `finish()` when its request ends: for
+ *    HTTP/1 by its response's own 'finish' / 'close' (listeners added when
+ *    the state is created, so only requests that asked pay for them) and by
+ *    the tracker when the socket closes with the response unfinished; for
+ *    HTTP/2 by the tracker when the stream closes. A state created after the
+ *    request ended is born settled.
  * 3. A request token is a child of the coordinator's lifetime token, which is
  *    cancelled (with a `ShutdownTimeoutError`) only at the drain deadline.
  *    The draining token is a child of the request token, so it is cancelled

@@ -33,7 +33,6 @@ import { CancellationToken } from "../cancel/cancellation-token.js";
 import { checkSignal, isAborted, subscribeAbort } from "../internal/abort.js";
 import { assertDuration, assertOptions, rangeError, ShutdownTimeoutError, typeError } from "../internal/errors.js";
 import {
-  announceClose,
   CLOSED,
   Conn,
   DRAINING,
@@ -326,13 +325,9 @@ class Coordinator implements GracefulServer, TrackerHost {
     this.#setState("draining");
     // 2. Announce: the last response in flight on each connection says
     //    `Connection: close` when its headers are unsent; later requests on
-    //    open connections are announced as they start.
-    for (const tracker of this.#trackers) {
-      for (const conn of tracker.conns) {
-        const queue = conn.queue;
-        if (queue.length > 0) announceClose(conn, queue[queue.length - 2] as http.ServerResponse);
-      }
-    }
+    //    open connections are announced as they start. From here on the
+    //    trackers follow response finishes (counts, idleness, the report).
+    for (const tracker of this.#trackers) tracker.startDrain();
     // 3. HTTP/2: GOAWAY; upgraded connections are counted as notified.
     for (const tracker of this.#trackers) {
       for (const conn of tracker.conns) {

@@ -10,23 +10,36 @@
  *    both public), so a client that never handshakes cannot hang shutdown
  *    and an in-flight HTTPS request is never mistaken for an idle raw socket.
  * 2. `active` counts requests (HTTP/1 responses not yet finished, HTTP/2
- *    streams not yet closed). An HTTP/1 conn is *idle* when `active` is 0
- *    and no byte arrived since it became idle (`socket.bytesRead` did not
- *    move): a request whose headers are still arriving is not idle. Idle
- *    time is only measured while draining, from the later of the drain
- *    start and the connection's last response.
+ *    streams not yet closed). For HTTP/1 it is only kept from the drain
+ *    start on (while serving nothing reads it): `startDrain()` computes it
+ *    from the queue. An HTTP/1 conn is *idle* when `active` is 0 and no
+ *    byte arrived since it became idle (`socket.bytesRead` did not move): a
+ *    request whose headers are still arriving is not idle. Idle time is only
+ *    measured while draining, from the later of the drain start and the
+ *    connection's last response.
  * 3. Requests are seen before any user handler: through the
  *    `http.server.request.start` diagnostics channel for HTTP/1 (published
  *    before 'request', 'checkContinue' and 'checkExpectation'), and through a
- *    listener prepended to each session's 'stream' for HTTP/2. HTTP/1
- *    responses are seen ending through `http.server.response.finish`; a
- *    response that never finishes ends with its socket. The per-request hot
- *    path allocates nothing but two array slots: `queue` holds
- *    `[req, res, state | null]` triples in response order.
+ *    listener prepended to each session's 'stream' for HTTP/2. `queue` holds
+ *    an HTTP/1 connection's responses in request order (HTTP/1 responses
+ *    finish in that order), so its last entry is the newest response.
+ *    - While serving, nothing is told when a response finishes: finished
+ *      responses (`res.writableFinished`) are dropped from the front of the
+ *      queue at the next request start, at the drain start and when the
+ *      socket closes. The per-request hot path is one `WeakMap` lookup and
+ *      one array slot; it allocates nothing, and an idle keep-alive
+ *      connection keeps its last response referenced until then.
+ *    - From the drain start on (`startDrain()`), the tracker subscribes to
+ *      `http.server.response.finish` and the queue holds exactly the
+ *      responses in flight; `active` is its length.
+ *    - A response that never finishes ends with its socket ('close').
+ *    - A request whose handler asked for a token has its state settled by
+ *      its response's own 'finish' / 'close' (listeners added only then).
  * 4. Our 'upgrade' / 'connect' listener exists only while the application
  *    has one: Node decides whether to hand a socket over by counting those
  *    listeners, so adding ours alone would change behaviour.
- * 5. Every listener added to the server is removed by `detach()`.
+ * 5. Every listener added to the server, and the diagnostics channel
+ *    subscriptions it holds, are removed by `detach()`.
  */
 import diagnosticsChannel from "node:diagnostics_channel";
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -61,6 +74,8 @@ export class Conn {
   kind: number;
   socket: Socket | null;
   session: ServerHttp2Session | null;
+  /** The tracker whose requests arrive on this socket; `null` once it detached. */
+  tracker: ServerTracker | null = null;
   active = 0;
   idleSince: number;
   idleBytes: number;
@@ -72,8 +87,8 @@ export class Conn {
   upgrade: RequestState | null = null;
   /** The response we set `shouldKeepAlive = false` on: the last one in flight. */
   marked: ServerResponse | null = null;
-  /** HTTP/1 requests in flight: `[req, res, state | null]` triples, oldest first. */
-  readonly queue: unknown[] = [];
+  /** HTTP/1 responses, oldest first; while serving, finished ones may linger at the front (invariant 3). */
+  readonly queue: ServerResponse[] = [];
   readonly host: TrackerHost;
 
   constructor(host: TrackerHost, kind: number, socket: Socket | null, session: ServerHttp2Session | null) {
@@ -96,18 +111,40 @@ interface RequestStartMessage {
 const REQUEST_START = "http.server.request.start";
 const RESPONSE_FINISH = "http.server.response.finish";
 const trackers = new WeakMap<object, ServerTracker>();
-/** Every tracked HTTP/1 socket and HTTP/2 session, for `requestToken()` lookups. */
+/** Every tracked HTTP/1 socket and HTTP/2 session, for request and `requestToken()` lookups. */
 const connOf = new WeakMap<object, Conn>();
-let subscribed = 0;
+/** Attached trackers (request start) and draining ones (response finish). */
+let requestSubscribers = 0;
+let finishSubscribers = 0;
 
 function onRequestStart(message: unknown): void {
   const m = message as RequestStartMessage;
-  trackers.get(m.server as object)?.onRequest(m.request, m.response, m.socket);
+  const conn = connOf.get(m.socket);
+  const tracker = conn?.tracker;
+  if (tracker != null) tracker.onRequest(conn!, m.response);
+  else trackers.get(m.server as object)?.adopt(m.response, m.socket);
 }
 
 function onResponseFinish(message: unknown): void {
   const m = message as RequestStartMessage;
-  trackers.get(m.server as object)?.onResponseFinish(m.request, m.socket);
+  const conn = connOf.get(m.socket);
+  conn?.tracker?.onResponseFinish(conn, m.response);
+}
+
+/** Drops the responses that finished from the front of `queue` (they finish in order). */
+function pruneFinished(queue: ServerResponse[]): void {
+  const length = queue.length;
+  let n = 0;
+  while (n < length && queue[n]!.writableFinished) n++;
+  if (n === 0) return;
+  for (let j = n; j < length; j++) queue[j - n] = queue[j]!;
+  queue.length = length - n;
+}
+
+/** Settles `state` when `res` ends: its own events, since nothing else reports it while serving. */
+function watchResponse(res: ServerResponse, state: RequestState): void {
+  res.once("finish", () => state.finish(false));
+  res.once("close", () => state.finish(!res.writableFinished));
 }
 
 /**
@@ -134,11 +171,17 @@ export function lookupState(req: object): RequestState | undefined {
   if (conn === undefined) return undefined;
   const queue = conn.queue;
   let i = 0;
-  while (i < queue.length && queue[i] !== req) i += 3;
-  // Not in flight any more: its response finished (an aborted one got its
-  // state when its socket closed).
-  const state = i < queue.length ? new RequestState(conn.host, false) : new RequestState(conn.host, false, FINISHED);
-  if (i < queue.length) queue[i + 2] = state;
+  while (i < queue.length && queue[i]!.req !== req) i++;
+  const res = i < queue.length ? queue[i]! : null;
+  let state: RequestState;
+  if (res === null || res.writableFinished) {
+    // Not in flight any more: its response finished (an aborted one got its
+    // state when its socket closed).
+    state = new RequestState(conn.host, false, FINISHED);
+  } else {
+    state = new RequestState(conn.host, false);
+    watchResponse(res, state);
+  }
   setState(req, state);
   return state;
 }
@@ -158,11 +201,12 @@ export class ServerTracker {
   readonly #tls: boolean;
   readonly #h2: boolean;
   readonly conns = new Set<Conn>();
-  readonly #bySocket = new Map<Socket, Conn>();
   readonly #pendingByPeer = new Map<string, Conn>();
   readonly #sessions = new Map<ServerHttp2Session, Conn>();
   /** Node emitted 'close' for the listener we closed, or there was none to wait for. */
   closeSettled = true;
+  /** Subscribed to response finishes: the drain started (invariant 3). */
+  #finishing = false;
   #upgradeListening = false;
   #connectListening = false;
   readonly #listeners: Array<[string, (...args: never[]) => void]> = [];
@@ -176,10 +220,7 @@ export class ServerTracker {
 
   attach(): void {
     trackers.set(this.server, this);
-    if (subscribed++ === 0) {
-      diagnosticsChannel.subscribe(REQUEST_START, onRequestStart);
-      diagnosticsChannel.subscribe(RESPONSE_FINISH, onResponseFinish);
-    }
+    if (requestSubscribers++ === 0) diagnosticsChannel.subscribe(REQUEST_START, onRequestStart);
     if (this.#tls) {
       this.#on("connection", (raw: Socket) => this.#onRawTlsConnection(raw));
       this.#on("secureConnection", (socket: Socket) => this.#onSecureConnection(socket));
@@ -201,15 +242,37 @@ export class ServerTracker {
   detach(): void {
     if (trackers.get(this.server) !== this) return;
     trackers.delete(this.server);
-    if (--subscribed === 0) {
-      diagnosticsChannel.unsubscribe(REQUEST_START, onRequestStart);
-      diagnosticsChannel.unsubscribe(RESPONSE_FINISH, onResponseFinish);
+    if (--requestSubscribers === 0) diagnosticsChannel.unsubscribe(REQUEST_START, onRequestStart);
+    if (this.#finishing) {
+      this.#finishing = false;
+      if (--finishSubscribers === 0) diagnosticsChannel.unsubscribe(RESPONSE_FINISH, onResponseFinish);
     }
+    for (const conn of this.conns) conn.tracker = null;
     for (const [event, listener] of this.#listeners) this.server.removeListener(event, listener as (...args: any[]) => void); // eslint-disable-line @typescript-eslint/no-explicit-any
     this.#listeners.length = 0;
     if (this.#upgradeListening) this.server.removeListener("upgrade", this.#onUpgrade);
     if (this.#connectListening) this.server.removeListener("connect", this.#onUpgrade);
     this.#upgradeListening = this.#connectListening = false;
+  }
+
+  /**
+   * The drain starts: from now on response finishes are followed one by one.
+   * Each HTTP/1 connection's queue is reduced to the responses in flight,
+   * which gives `active`, and the newest one is told `Connection: close`.
+   */
+  startDrain(): void {
+    if (!this.#finishing) {
+      this.#finishing = true;
+      if (finishSubscribers++ === 0) diagnosticsChannel.subscribe(RESPONSE_FINISH, onResponseFinish);
+    }
+    for (const conn of this.conns) {
+      const queue = conn.queue;
+      if (queue.length === 0) continue;
+      pruneFinished(queue);
+      if (conn.kind !== H1) continue;
+      conn.active = queue.length;
+      if (queue.length > 0) announceClose(conn, queue[queue.length - 1]!);
+    }
   }
 
   #on(event: string, listener: (...args: never[]) => void): void {
@@ -233,15 +296,20 @@ export class ServerTracker {
 
   #track(conn: Conn): Conn {
     const socket = conn.socket!;
+    conn.tracker = this;
     this.conns.add(conn);
-    this.#bySocket.set(socket, conn);
     connOf.set(socket, conn);
     socket.once("close", () => {
-      this.#bySocket.delete(socket);
       this.#abortQueue(conn);
       this.#untrack(conn);
     });
     return conn;
+  }
+
+  /** The tracked connection of `socket`, if this tracker has one. */
+  #connOf(socket: Socket): Conn | undefined {
+    const conn = connOf.get(socket);
+    return conn !== undefined && conn.tracker === this && this.conns.has(conn) ? conn : undefined;
   }
 
   #untrack(conn: Conn): void {
@@ -267,7 +335,6 @@ export class ServerTracker {
     const pending = this.#pendingByPeer.get(key);
     if (pending !== undefined) {
       this.#pendingByPeer.delete(key);
-      this.#bySocket.delete(pending.socket!);
       this.conns.delete(pending);
     }
     // An HTTP/2 TLS connection is tracked as a session; HTTP/1 (allowHTTP1)
@@ -276,47 +343,55 @@ export class ServerTracker {
     this.#track(new Conn(this.#host, H1, socket, null));
   }
 
-  onRequest(req: IncomingMessage, res: ServerResponse, socket: Socket): void {
-    let conn = this.#bySocket.get(socket);
-    // A socket accepted before serve() attached is adopted on its first request.
-    if (conn === undefined) conn = this.#track(new Conn(this.#host, H1, socket, null));
-    conn.kind = H1;
-    conn.active++;
-    conn.queue.push(req, res, null);
-    if (this.#host.phase >= DRAINING) announceClose(conn, res);
+  /** A request on a socket accepted before serve() attached: the socket is adopted. */
+  adopt(res: ServerResponse, socket: Socket): void {
+    this.onRequest(this.#track(new Conn(this.#host, H1, socket, null)), res);
   }
 
-  onResponseFinish(req: IncomingMessage, socket: Socket): void {
-    const conn = this.#bySocket.get(socket);
-    if (conn === undefined) return;
+  /** The hot path: every HTTP/1 request, before any user handler. */
+  onRequest(conn: Conn, res: ServerResponse): void {
+    const queue = conn.queue;
+    if (!this.#finishing) {
+      // Serving: drop what finished since (a keep-alive connection's previous
+      // response, normally) and remember this one.
+      if (queue.length === 1 && queue[0]!.writableFinished) queue[0] = res;
+      else {
+        if (queue.length > 0) pruneFinished(queue);
+        queue.push(res);
+      }
+      return;
+    }
+    conn.active++;
+    queue.push(res);
+    announceClose(conn, res);
+  }
+
+  /** Draining only: `res` finished. */
+  onResponseFinish(conn: Conn, res: ServerResponse): void {
+    if (!this.#finishing) return;
     const queue = conn.queue;
     let i = 0;
-    while (i < queue.length && queue[i] !== req) i += 3;
+    while (i < queue.length && queue[i] !== res) i++;
     if (i === queue.length) return;
-    const state = queue[i + 2] as RequestState | null;
-    if (queue.length === 3) queue.length = 0;
-    else {
-      // Pipelined: shift the later triples down (splice would allocate).
-      for (let j = i + 3; j < queue.length; j++) queue[j - 3] = queue[j];
-      queue.length -= 3;
-    }
-    // Idleness only matters while draining; the drain start sets every
-    // idle connection's baseline (see Coordinator#startDrain).
-    if (--conn.active === 0 && this.#host.phase >= DRAINING) {
+    // Normally the oldest; shift the later ones down (splice would allocate).
+    for (let j = i + 1; j < queue.length; j++) queue[j - 1] = queue[j]!;
+    queue.length--;
+    if (--conn.active === 0) {
       conn.idleSince = performance.now();
-      conn.idleBytes = socket.bytesRead;
+      conn.idleBytes = conn.socket!.bytesRead;
     }
-    if (state !== null) state.finish(false);
     this.#host.requestEnded(true);
   }
 
   /** The socket closed: requests still in flight never got their response. */
   #abortQueue(conn: Conn): void {
     const queue = conn.queue;
-    for (let i = 0; i < queue.length; i += 3) {
-      const state = queue[i + 2] as RequestState | null;
-      if (state !== null) state.finish(true);
-      else setState(queue[i] as object, new RequestState(conn.host, false, ABORTED, clientGoneReason()));
+    if (queue.length > 0) pruneFinished(queue);
+    for (let i = 0; i < queue.length; i++) {
+      const req = queue[i]!.req;
+      const state = getState(req);
+      if (state !== undefined) state.finish(true);
+      else setState(req, new RequestState(conn.host, false, ABORTED, clientGoneReason()));
       this.#host.requestEnded(false);
     }
     queue.length = 0;
@@ -324,7 +399,7 @@ export class ServerTracker {
   }
 
   readonly #onUpgrade = (req: IncomingMessage, socket: Socket): void => {
-    let conn = this.#bySocket.get(socket);
+    let conn = this.#connOf(socket);
     if (conn === undefined) conn = this.#track(new Conn(this.#host, UPGRADED, socket, null));
     conn.kind = UPGRADED;
     const state = new RequestState(this.#host, true);

@@ -235,6 +235,74 @@ describe("requestToken() and drainingToken()", () => {
   });
 });
 
+describe("while serving, responses are not followed one by one", () => {
+  it("a request token taken while serving is disposed when its response finishes, before any shutdown", async () => {
+    const gate = latch();
+    let token: CancellationToken | undefined;
+    const server = cleanup.add(
+      http.createServer((req, res) => {
+        token = requestToken(req);
+        void gate.promise.then(() => res.end("ok"));
+      }),
+    );
+    const graceful = serve(server, { idleGraceMs: 60_000, drainTimeoutMs: 30 });
+    const port = await listen(server);
+    const client = new RawClient(cleanup.add(net.connect(port, "127.0.0.1")));
+    client.get("/");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    gate.release();
+    await client.response(1);
+    // The deadline cancels the lifetime token: a token still attached to it would be cancelled.
+    expect((await graceful.shutdown()).deadlineHit).toBe(true);
+    expect(token!.isCancelled).toBe(false);
+  });
+
+  it("keep-alive responses finished while serving leave the connection idle at drain start", async () => {
+    const server = okServer();
+    const graceful = serve(server, { idleGraceMs: 20 });
+    const port = await listen(server);
+    const client = new RawClient(cleanup.add(net.connect(port, "127.0.0.1")));
+    for (let i = 1; i <= 3; i++) {
+      client.get("/");
+      expect((await client.response(i)).headers.connection).toBe("keep-alive");
+    }
+    const report = await graceful.shutdown();
+    await client.ended();
+    expect(client.error).toBeNull();
+    expect(report).toMatchObject({ requestsCompletedWhileDraining: 0, connectionsClosedGracefully: 1, connectionsForced: 0, deadlineHit: false });
+  });
+
+  it("a request in flight behind finished ones is announced and counted at drain start", async () => {
+    const gate = latch();
+    const started = latch();
+    let n = 0;
+    const server = cleanup.add(
+      http.createServer((_req, res) => {
+        if (++n < 3) {
+          res.end("ok");
+          return;
+        }
+        started.release();
+        void gate.promise.then(() => res.end("late"));
+      }),
+    );
+    const graceful = serve(server, { idleGraceMs: 60_000 });
+    const port = await listen(server);
+    const client = new RawClient(cleanup.add(net.connect(port, "127.0.0.1")));
+    client.get("/");
+    await client.response(1);
+    client.get("/");
+    await client.response(2);
+    client.get("/");
+    await started.promise;
+    const done = graceful.shutdown();
+    gate.release();
+    expect((await client.response(3)).headers.connection).toBe("close");
+    await client.ended();
+    expect(await done).toMatchObject({ requestsCompletedWhileDraining: 1, connectionsClosedGracefully: 1, connectionsForced: 0, deadlineHit: false });
+  });
+});
+
 describe("serve() over several servers", () => {
   it("drains http, https and h2 together with one report", async () => {
     const { tlsMaterial } = await import("./helpers.js");

@@ -15,9 +15,10 @@
  *    HTTP/2: GOAWAY, Node destroys the session after its last stream), or
  *    after it stayed idle for `idleGraceMs`, with a FIN. `destroy()` happens
  *    only at the deadline or after a FIN the client ignored for `LINGER_MS`.
- * 4. Every timer is `unref()`ed and cleared when the coordinator closes; all
- *    listeners it added are removed. After the report resolves, no handle of
- *    ours is left.
+ * 4. Every timer is `unref()`ed, except the HTTP/2 GOAWAY timers (at most
+ *    1 s each), which may be all that keeps an idle session's drain going,
+ *    and is cleared when the coordinator closes; all listeners it added are
+ *    removed. After the report resolves, no handle of ours is left.
  * 5. The state lives in exactly one place: a `watch` channel whose sender
  *    only `#setState` uses (`sendReplace`, so it is stored even when every
  *    receiver was closed), closed once the state is `"closed"`.
@@ -428,8 +429,10 @@ class Coordinator implements GracefulServer, TrackerHost {
         close();
         return;
       }
+      // Referenced on purpose: after the first GOAWAY an idle peer's socket
+      // stops reading, so this (at most 1 s) timer may be the only handle
+      // left; unref'd, the process could exit with the drain unfinished.
       conn.timer = setTimeout(close, waitMs);
-      conn.timer.unref();
     };
     const sent = performance.now();
     try {
@@ -442,8 +445,8 @@ class Coordinator implements GracefulServer, TrackerHost {
       announce(MIN_GOAWAY_WAIT_MS);
     }
     if (!announced) {
+      // Referenced, for the same reason as the close timer above.
       conn.timer = setTimeout(() => announce(MIN_GOAWAY_WAIT_MS), GOAWAY_PING_MS);
-      conn.timer.unref();
     }
   }
 

@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import * as http from "node:http";
+import * as http2 from "node:http2";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 
@@ -88,6 +89,43 @@ describe.each([
       idleAgent.destroy();
     } finally {
       clearTimeout(budget);
+    }
+  });
+});
+
+describe("S12 over HTTP/2: a served child process whose only session is idle", () => {
+  it("finishes the drain (GOAWAY, session closed, report resolved) before exiting on its own", async () => {
+    const child = spawn(process.execPath, [fileURLToPath(new URL("./fixtures/h2-idle-server.mjs", import.meta.url))], {
+      env: { ...process.env, CANCELKIT_DIST: dist },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    children.push(child);
+    const budget = setTimeout(() => child.kill("SIGKILL"), GRACE_BUDGET_MS);
+    const session = { current: null as http2.ClientHttp2Session | null };
+    try {
+      const output = lines(child);
+      const { port } = (await output.next()).value as { port: number };
+      const client = http2.connect(`http://127.0.0.1:${port}`);
+      session.current = client;
+      client.on("error", () => {});
+      const goaway = new Promise<void>((resolve) => client.once("goaway", () => resolve()));
+      // One request, then the session stays open and idle.
+      await new Promise<void>((resolve, reject) => {
+        const stream = client.request({ ":path": "/" });
+        stream.on("error", reject).resume().on("end", resolve);
+        stream.end();
+      });
+      child.kill("SIGTERM");
+      await goaway;
+      const rest: Array<Record<string, unknown>> = [];
+      for await (const line of output) rest.push(line);
+      // Before the fix the process exited with the drain pending: no report,
+      // state still "draining".
+      expect(rest[0]).toMatchObject({ report: { sessionsSentGoaway: 1, connectionsForced: 0, deadlineHit: false } });
+      expect(rest[1]).toEqual({ exit: 0, reported: true, state: "closed" });
+    } finally {
+      clearTimeout(budget);
+      session.current?.destroy();
     }
   });
 });

@@ -5,6 +5,8 @@
 // goal is ours ≥ 97% of bare, on the median of the per-pair ratios. The
 // server's CPU time per request over the same window is printed too: on a
 // machine shared with other jobs it moves far less than requests per second.
+// A control server (the package loaded and shutdown() installed, no serve())
+// runs in each round too, to separate serve()'s cost from the process set-up.
 //
 // Env: HTTP_TP_ROUNDS (pairs per client, default 5), HTTP_TP_SECONDS (default 2).
 import { existsSync } from "node:fs";
@@ -72,14 +74,21 @@ for (const [name, measure] of [["autocannon", autocannonRps], ...(haveWrk ? [["w
   const ours = [];
   const ratios = [];
   const cpuRatios = [];
+  // Control: "loaded" is the same process as "ours" without serve() (the
+  // package imported, shutdown() installed), to tell serve()'s own cost
+  // from the process set-up's. It does not enter the goal.
+  const controlCpu = [];
+  const serveCpu = [];
   for (let i = 0; i < ROUNDS; i++) {
-    const order = i % 2 === 0 ? ["bare", "ours"] : ["ours", "bare"];
+    const order = i % 2 === 0 ? ["bare", "loaded", "ours"] : ["ours", "loaded", "bare"];
     const got = {};
     for (const s of order) got[s] = await withServer(s, measure);
     bare.push(got.bare);
     ours.push(got.ours);
     ratios.push(got.ours.rps / got.bare.rps);
     cpuRatios.push(got.bare.cpuPerReq / got.ours.cpuPerReq);
+    controlCpu.push(got.bare.cpuPerReq / got.loaded.cpuPerReq);
+    serveCpu.push(got.loaded.cpuPerReq / got.ours.cpuPerReq);
   }
   const ratio = median(ratios);
   const cpuRatio = median(cpuRatios);
@@ -90,6 +99,8 @@ for (const [name, measure] of [["autocannon", autocannonRps], ...(haveWrk ? [["w
   info(`${name}: per pair, bare/ours server CPU per request`, pct(cpuRatios));
   row(`${name}, ${CONNECTIONS} conns, ${SECONDS} s × ${ROUNDS} pairs: req/s`, fmtRps(median(ours.map((o) => o.rps))), fmtRps(median(bare.map((b) => b.rps))), ratio);
   row(`${name}: server CPU per request (inverse, noise-resistant)`, fmtCpu(median(ours.map((o) => o.cpuPerReq))), fmtCpu(median(bare.map((b) => b.cpuPerReq))), cpuRatio);
+  info(`${name}: control, bare/loaded CPU per request (no serve())`, `${(median(controlCpu) * 100).toFixed(1)}%  (per pair: ${pct(controlCpu)})`);
+  info(`${name}: serve() alone, loaded/ours CPU per request`, `${(median(serveCpu) * 100).toFixed(1)}%  (per pair: ${pct(serveCpu)})`);
 }
 
 function row(label, oursText, bareText, ratio) {

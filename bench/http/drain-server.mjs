@@ -4,6 +4,7 @@
 //
 //   node drain-server.mjs <strategy> [json options]
 //   strategy: ours | close | terminator | stoppable | bare (no shutdown handling)
+//             | loaded (bare + the package loaded and shutdown() installed, no serve())
 //
 // Every strategy gets the same handler (a random 0–20 ms delay, then a small
 // body) and, where it has one, the same deadline (drainTimeoutMs, default 3 s).
@@ -52,6 +53,14 @@ function report(value) {
 switch (strategy) {
   case "bare":
     break;
+  case "loaded": {
+    // A control for the throughput bench: the same process as "ours" (the
+    // package loaded, shutdown() installed) without serve().
+    await import("../../dist/http/index.js");
+    const signals = await import("../../dist/signals/index.js");
+    signals.shutdown();
+    break;
+  }
   case "close":
     shutdown = () => new Promise((resolve) => server.close(() => resolve("closed")));
     break;

@@ -76,28 +76,26 @@ export function unlink(node: Waiter): void {
   node.list = null;
 }
 
-/** Unlinks `node`, drops its abort subscription and resolves it. No-op once settled. */
-export function settleResolve(node: Waiter, value: unknown): void {
-  if (node.list === null) return;
+/** Unlinks `node` and drops its abort subscription; `false` when it was settled already. */
+function detach(node: Waiter): boolean {
+  if (node.list === null) return false;
   unlink(node);
   const unsubscribe = node.unsubscribe;
   if (unsubscribe !== null) {
     node.unsubscribe = null;
     unsubscribe();
   }
-  node.resolve(value);
+  return true;
+}
+
+/** Unlinks `node`, drops its abort subscription and resolves it. No-op once settled. */
+export function settleResolve(node: Waiter, value: unknown): void {
+  if (detach(node)) node.resolve(value);
 }
 
 /** Unlinks `node`, drops its abort subscription and rejects it. No-op once settled. */
 export function settleReject(node: Waiter, error: unknown): void {
-  if (node.list === null) return;
-  unlink(node);
-  const unsubscribe = node.unsubscribe;
-  if (unsubscribe !== null) {
-    node.unsubscribe = null;
-    unsubscribe();
-  }
-  node.reject(error);
+  if (detach(node)) node.reject(error);
 }
 
 // One shared executor instead of a closure per promise: it runs synchronously

@@ -77,22 +77,8 @@ switch (strategy) {
     break;
   }
   case "ours": {
-    const { serve } = await import("../../dist/http/index.js");
-    const signals = await import("../../dist/signals/index.js").catch(() => ({}));
-    const { CancellationToken } = await import("../../dist/cancel/index.js");
-    // The way a service would do it: shutdown() from cancelkit/signals when
-    // it exists, else a token cancelled from a SIGTERM listener.
-    let token;
-    if (typeof signals.shutdown === "function") {
-      token = signals.shutdown();
-    } else {
-      token = new CancellationToken();
-      process.once("SIGTERM", () => token.cancel("SIGTERM"));
-    }
-    const graceful = serve(server, { signal: token, drainTimeoutMs: opts.drainTimeoutMs, idleGraceMs: opts.idleGraceMs });
-    token.onCancel(() => {
-      graceful.shutdown().then(report, (err) => report({ error: String(err) }));
-    });
+    const { serveOurs } = await import("./ours.mjs");
+    serveOurs(server, { drainTimeoutMs: opts.drainTimeoutMs, idleGraceMs: opts.idleGraceMs }, report);
     break;
   }
   default:

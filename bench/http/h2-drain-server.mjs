@@ -103,20 +103,8 @@ switch (strategy) {
     shutdown = () => new Promise((resolve) => server.close(() => resolve("closed")));
     break;
   case "ours": {
-    const { serve } = await import("../../dist/http/index.js");
-    const signals = await import("../../dist/signals/index.js").catch(() => ({}));
-    const { CancellationToken } = await import("../../dist/cancel/index.js");
-    let token;
-    if (typeof signals.shutdown === "function") {
-      token = signals.shutdown();
-    } else {
-      token = new CancellationToken();
-      process.once("SIGTERM", () => token.cancel("SIGTERM"));
-    }
-    const graceful = serve(server, { signal: token, drainTimeoutMs: opts.drainTimeoutMs });
-    token.onCancel(() => {
-      graceful.shutdown().then(report, (err) => report({ error: String(err) }));
-    });
+    const { serveOurs } = await import("./ours.mjs");
+    serveOurs(server, { drainTimeoutMs: opts.drainTimeoutMs }, report);
     break;
   }
   default:

@@ -17,11 +17,6 @@ export { checkSignal, isAborted, subscribe as subscribeAbort } from "../cancel/c
 /** A signal option: a native `AbortSignal` or one of our tokens. */
 export type AbortLike = AbortSignal | CancellationToken;
 
-/** The reason of an aborted signal or cancelled token, unchanged. */
-export function abortReason(source: AbortLike): unknown {
-  return source.reason;
-}
-
 /**
  * Runs `start(settle)` for a promise that honours `signal`: rejects at once
  * with the reason if already aborted (without calling `start`), otherwise

@@ -17,29 +17,49 @@
  *    request whose headers are still arriving is not idle. Idle time is only
  *    measured while draining, from the later of the drain start and the
  *    connection's last response.
- * 3. Requests are seen before any user handler: through the
- *    `http.server.request.start` diagnostics channel for HTTP/1 (published
- *    before 'request', 'checkContinue' and 'checkExpectation'), and through a
- *    listener prepended to each session's 'stream' for HTTP/2. `queue` holds
- *    an HTTP/1 connection's responses in request order (HTTP/1 responses
- *    finish in that order), so its last entry is the newest response.
- *    - While serving, nothing is told when a response finishes: finished
- *      responses (`res.writableFinished`) are dropped from the front of the
- *      queue at the next request start, at the drain start and when the
- *      socket closes. The per-request hot path is one `WeakMap` lookup and
- *      one array slot; it allocates nothing, and an idle keep-alive
- *      connection keeps its last response referenced until then.
- *    - From the drain start on (`startDrain()`), the tracker subscribes to
- *      `http.server.response.finish` and the queue holds exactly the
- *      responses in flight; `active` is its length.
- *    - A response that never finishes ends with its socket ('close').
- *    - A request whose handler asked for a token has its state settled by
- *      its response's own 'finish' / 'close' (listeners added only then).
- * 4. Our 'upgrade' / 'connect' listener exists only while the application
- *    has one: Node decides whether to hand a socket over by counting those
- *    listeners, so adding ours alone would change behaviour.
+ * 3. HTTP/1 requests are seen through public hooks, two of them:
+ *    - While serving, by a listener prepended to the server's 'request'
+ *      (and to 'checkContinue' / 'checkExpectation' while the application
+ *      listens to those, see 4). It costs one function call per request and
+ *      allocates nothing. It may run after a listener the application
+ *      prepended later, which does not matter while serving: only the
+ *      queue is kept, and order within a request does not change it.
+ *    - From the drain start on, also through the `http.server.request.start`
+ *      diagnostics channel, published before any of those events, so
+ *      `Connection: close` is set before any user handler runs, synchronous
+ *      ones included. The channel allocates a message per request for every
+ *      subscriber in the process, which is why it is used only while
+ *      draining. The listener then only picks up what the channel did not
+ *      see (a request whose handler started the drain).
+ *    HTTP/2 streams are seen by a listener prepended to each session's
+ *    'stream'.
+ *    `queue` holds an HTTP/1 connection's responses in flight, in request
+ *    order (HTTP/1 responses finish in that order), so its last entry is
+ *    the newest response. Each response gets one shared 'finish' listener
+ *    (`onFinish`) that takes it out of the queue, so a finished response is
+ *    never kept: holding every keep-alive connection's last response until
+ *    its next request made V8 grow the young generation fourfold under load
+ *    (more survivors per scavenge), which cost more than the listener. A
+ *    response that never finishes leaves with its socket ('close'). A
+ *    request whose handler asked for a token has its state settled by its
+ *    response's own 'finish' / 'close' (listeners added only then).
+ * 4. Node changes what it does when some events have listeners: it hands
+ *    a socket over on 'upgrade' / 'connect', answers `Expect` headers itself
+ *    unless 'checkContinue' / 'checkExpectation' are listened to, and an
+ *    HTTP/2 server builds its compatibility layer once 'request' is. Our
+ *    listener for such an event exists only while the application has one
+ *    of its own (`#follow`), so adding ours never changes behaviour. An
+ *    HTTP/1 server always emits 'request', so ours is always there.
  * 5. Every listener added to the server, and the diagnostics channel
  *    subscriptions it holds, are removed by `detach()`.
+ * 6. A 'request' listener the application prepended after serve() runs
+ *    before ours; if it asks for a token, the request is not in the queue
+ *    yet. A request Node is still emitting has not been parsed to its end
+ *    (`req.complete` is false while 'request' is emitted, body or not), so
+ *    such a lookup gets an active state parked in `unclaimed`, which our
+ *    listener hands its response a moment later in the same emit. One that
+ *    nobody claimed by the next microtask was an old request whose response
+ *    already finished: it is settled as finished.
  */
 import diagnosticsChannel from "node:diagnostics_channel";
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -89,6 +109,8 @@ export class Conn {
   marked: ServerResponse | null = null;
   /** HTTP/1 responses, oldest first; while serving, finished ones may linger at the front (invariant 3). */
   readonly queue: ServerResponse[] = [];
+  /** Requests that asked for a token before our listener saw their response (invariant 6); usually `null`. */
+  unclaimed: IncomingMessage[] | null = null;
   readonly host: TrackerHost;
 
   constructor(host: TrackerHost, kind: number, socket: Socket | null, session: ServerHttp2Session | null) {
@@ -109,29 +131,33 @@ interface RequestStartMessage {
 }
 
 const REQUEST_START = "http.server.request.start";
-const RESPONSE_FINISH = "http.server.response.finish";
+/** Events whose listeners change Node's behaviour (invariant 4). */
+const FOLLOWED = ["upgrade", "connect", "checkContinue", "checkExpectation"] as const;
+const FOLLOWED_H2 = [...FOLLOWED, "request"] as const;
+type Followed = (typeof FOLLOWED_H2)[number];
 const trackers = new WeakMap<object, ServerTracker>();
 /** Every tracked HTTP/1 socket and HTTP/2 session, for request and `requestToken()` lookups. */
 const connOf = new WeakMap<object, Conn>();
-/** Attached trackers (request start) and draining ones (response finish). */
-let requestSubscribers = 0;
-let finishSubscribers = 0;
+/** Draining trackers: the diagnostics channel is subscribed while there is one. */
+let drainingTrackers = 0;
 
 function onRequestStart(message: unknown): void {
   const m = message as RequestStartMessage;
   const conn = connOf.get(m.socket);
-  const tracker = conn?.tracker;
-  if (tracker != null) tracker.onRequest(conn!, m.response);
-  else trackers.get(m.server as object)?.adopt(m.response, m.socket);
+  const tracker = conn !== undefined ? conn.tracker : trackers.get(m.server as object);
+  tracker?.onRequestDuringDrain(conn ?? null, m.response, m.socket);
 }
 
-function onResponseFinish(message: unknown): void {
-  const m = message as RequestStartMessage;
-  const conn = connOf.get(m.socket);
-  conn?.tracker?.onResponseFinish(conn, m.response);
+/** Every tracked HTTP/1 response's 'finish' listener (one function for all: adding it allocates nothing of ours). */
+function onFinish(this: ServerResponse): void {
+  const conn = connOf.get(this.req.socket!);
+  conn?.tracker?.onResponseFinish(conn, this);
 }
 
-/** Drops the responses that finished from the front of `queue` (they finish in order). */
+/**
+ * Drops finished responses from the front of `queue` (they finish in order):
+ * only needed when the application removed our 'finish' listener.
+ */
 function pruneFinished(queue: ServerResponse[]): void {
   const length = queue.length;
   let n = 0;
@@ -174,7 +200,12 @@ export function lookupState(req: object): RequestState | undefined {
   while (i < queue.length && queue[i]!.req !== req) i++;
   const res = i < queue.length ? queue[i]! : null;
   let state: RequestState;
-  if (res === null || res.writableFinished) {
+  if (res === null && !(req as IncomingMessage).complete) {
+    // Not seen yet: a listener that runs before ours asked (invariant 6).
+    state = new RequestState(conn.host, false);
+    (conn.unclaimed ??= []).push(req as IncomingMessage);
+    queueMicrotask(() => settleUnclaimed(conn, req as IncomingMessage, state));
+  } else if (res === null || res.writableFinished) {
     // Not in flight any more: its response finished (an aborted one got its
     // state when its socket closed).
     state = new RequestState(conn.host, false, FINISHED);
@@ -184,6 +215,27 @@ export function lookupState(req: object): RequestState | undefined {
   }
   setState(req, state);
   return state;
+}
+
+/** Hands an unclaimed request's state its response, when `res` is it. */
+function claim(conn: Conn, res: ServerResponse): void {
+  const unclaimed = conn.unclaimed!;
+  const i = unclaimed.indexOf(res.req);
+  if (i < 0) return;
+  unclaimed.splice(i, 1);
+  if (unclaimed.length === 0) conn.unclaimed = null;
+  const state = getState(res.req);
+  if (state !== undefined) watchResponse(res, state);
+}
+
+/** A microtask after the lookup: a request never claimed by then was not in flight. */
+function settleUnclaimed(conn: Conn, req: IncomingMessage, state: RequestState): void {
+  const unclaimed = conn.unclaimed;
+  const i = unclaimed === null ? -1 : unclaimed.indexOf(req);
+  if (i < 0) return;
+  unclaimed!.splice(i, 1);
+  if (unclaimed!.length === 0) conn.unclaimed = null;
+  state.finish(false);
 }
 
 function upgradeClosedReason(): DOMException {
@@ -205,10 +257,10 @@ export class ServerTracker {
   readonly #sessions = new Map<ServerHttp2Session, Conn>();
   /** Node emitted 'close' for the listener we closed, or there was none to wait for. */
   closeSettled = true;
-  /** Subscribed to response finishes: the drain started (invariant 3). */
-  #finishing = false;
-  #upgradeListening = false;
-  #connectListening = false;
+  /** The drain started: the diagnostics channels are followed (invariant 3). */
+  #draining = false;
+  /** The followed events (invariant 4) our listener is currently on. */
+  readonly #following = new Set<Followed>();
   readonly #listeners: Array<[string, (...args: never[]) => void]> = [];
 
   constructor(server: NetServer, host: TrackerHost, tls: boolean, h2: boolean) {
@@ -220,7 +272,6 @@ export class ServerTracker {
 
   attach(): void {
     trackers.set(this.server, this);
-    if (requestSubscribers++ === 0) diagnosticsChannel.subscribe(REQUEST_START, onRequestStart);
     if (this.#tls) {
       this.#on("connection", (raw: Socket) => this.#onRawTlsConnection(raw));
       this.#on("secureConnection", (socket: Socket) => this.#onSecureConnection(socket));
@@ -229,41 +280,40 @@ export class ServerTracker {
       this.#on("connection", (socket: Socket) => this.#track(new Conn(this.#host, H1, socket, null)));
     }
     if (this.#h2) this.#on("session", (session: ServerHttp2Session) => this.#onSession(session));
+    else this.#on("request", this.#onRequestEvent, true);
+    const followed: readonly Followed[] = this.#h2 ? FOLLOWED_H2 : FOLLOWED;
     this.#on("newListener", (event: string | symbol, listener: unknown) => {
-      if ((event === "upgrade" || event === "connect") && listener !== this.#onUpgrade) this.#syncUpgrade(event, 1);
+      if (followed.includes(event as Followed) && !this.#isOurs(listener)) this.#follow(event as Followed, 1);
     });
     this.#on("removeListener", (event: string | symbol, listener: unknown) => {
-      if ((event === "upgrade" || event === "connect") && listener !== this.#onUpgrade) this.#syncUpgrade(event, 0);
+      if (followed.includes(event as Followed) && !this.#isOurs(listener)) this.#follow(event as Followed, 0);
     });
-    this.#syncUpgrade("upgrade", 0);
-    this.#syncUpgrade("connect", 0);
+    for (const event of followed) this.#follow(event, 0);
   }
 
   detach(): void {
     if (trackers.get(this.server) !== this) return;
     trackers.delete(this.server);
-    if (--requestSubscribers === 0) diagnosticsChannel.unsubscribe(REQUEST_START, onRequestStart);
-    if (this.#finishing) {
-      this.#finishing = false;
-      if (--finishSubscribers === 0) diagnosticsChannel.unsubscribe(RESPONSE_FINISH, onResponseFinish);
+    if (this.#draining) {
+      this.#draining = false;
+      if (--drainingTrackers === 0) diagnosticsChannel.unsubscribe(REQUEST_START, onRequestStart);
     }
     for (const conn of this.conns) conn.tracker = null;
     for (const [event, listener] of this.#listeners) this.server.removeListener(event, listener as (...args: any[]) => void); // eslint-disable-line @typescript-eslint/no-explicit-any
     this.#listeners.length = 0;
-    if (this.#upgradeListening) this.server.removeListener("upgrade", this.#onUpgrade);
-    if (this.#connectListening) this.server.removeListener("connect", this.#onUpgrade);
-    this.#upgradeListening = this.#connectListening = false;
+    for (const event of this.#following) this.server.removeListener(event, this.#ours(event));
+    this.#following.clear();
   }
 
   /**
-   * The drain starts: from now on response finishes are followed one by one.
-   * Each HTTP/1 connection's queue is reduced to the responses in flight,
-   * which gives `active`, and the newest one is told `Connection: close`.
+   * The drain starts: from now on requests are seen before any user handler.
+   * Each HTTP/1 connection's responses in flight give `active`, and the
+   * newest one is told `Connection: close`.
    */
   startDrain(): void {
-    if (!this.#finishing) {
-      this.#finishing = true;
-      if (finishSubscribers++ === 0) diagnosticsChannel.subscribe(RESPONSE_FINISH, onResponseFinish);
+    if (!this.#draining) {
+      this.#draining = true;
+      if (drainingTrackers++ === 0) diagnosticsChannel.subscribe(REQUEST_START, onRequestStart);
     }
     for (const conn of this.conns) {
       const queue = conn.queue;
@@ -275,23 +325,36 @@ export class ServerTracker {
     }
   }
 
-  #on(event: string, listener: (...args: never[]) => void): void {
-    this.server.on(event, listener as (...args: any[]) => void); // eslint-disable-line @typescript-eslint/no-explicit-any
+  #on(event: string, listener: (...args: never[]) => void, prepend = false): void {
+    if (prepend) this.server.prependListener(event, listener as (...args: any[]) => void); // eslint-disable-line @typescript-eslint/no-explicit-any
+    else this.server.on(event, listener as (...args: any[]) => void); // eslint-disable-line @typescript-eslint/no-explicit-any
     this.#listeners.push([event, listener]);
   }
 
-  /** Keeps our upgrade/connect listener present exactly while the application has one of its own. */
-  #syncUpgrade(event: "upgrade" | "connect", adding: number): void {
-    const ours = event === "upgrade" ? this.#upgradeListening : this.#connectListening;
+  #ours(event: Followed): (...args: any[]) => void { // eslint-disable-line @typescript-eslint/no-explicit-any
+    return event === "upgrade" || event === "connect" ? this.#onUpgrade : this.#onRequestEvent;
+  }
+
+  #isOurs(listener: unknown): boolean {
+    return listener === this.#onUpgrade || listener === this.#onRequestEvent;
+  }
+
+  /**
+   * Keeps our listener for `event` present exactly while the application has
+   * one of its own (invariant 4). `adding` is 1 from 'newListener', which
+   * Node emits before it adds the listener.
+   */
+  #follow(event: Followed, adding: number): void {
+    const ours = this.#following.has(event);
     const others = this.server.listenerCount(event) - (ours ? 1 : 0) + adding;
     if (others > 0 && !ours) {
       // Prepended, so it runs before the application takes the socket over.
-      this.server.prependListener(event, this.#onUpgrade);
+      this.server.prependListener(event, this.#ours(event));
+      this.#following.add(event);
     } else if (others === 0 && ours) {
-      this.server.removeListener(event, this.#onUpgrade);
-    } else return;
-    if (event === "upgrade") this.#upgradeListening = !ours;
-    else this.#connectListening = !ours;
+      this.server.removeListener(event, this.#ours(event));
+      this.#following.delete(event);
+    }
   }
 
   #track(conn: Conn): Conn {
@@ -343,39 +406,63 @@ export class ServerTracker {
     this.#track(new Conn(this.#host, H1, socket, null));
   }
 
-  /** A request on a socket accepted before serve() attached: the socket is adopted. */
-  adopt(res: ServerResponse, socket: Socket): void {
-    this.onRequest(this.#track(new Conn(this.#host, H1, socket, null)), res);
+  /**
+   * 'request', 'checkContinue', 'checkExpectation': every HTTP/1 request while
+   * serving. While draining the diagnostics channel saw the request first,
+   * unless the drain started inside a handler that ran before this listener.
+   */
+  readonly #onRequestEvent = (req: IncomingMessage, res: ServerResponse): void => {
+    // HTTP/2's compatibility requests: streams are tracked per session.
+    if (req.httpVersionMajor === 2) return;
+    const socket = req.socket;
+    const conn = connOf.get(socket);
+    if (conn === undefined) return this.#adopt(res, socket);
+    if (conn.tracker !== this) return;
+    if (conn.unclaimed !== null) claim(conn, res);
+    if (!this.#draining) this.#onServingRequest(conn, res);
+    else if (!res.writableFinished && !conn.queue.includes(res)) this.#onDrainingRequest(conn, res);
+  };
+
+  /** The hot path: every HTTP/1 request while serving. */
+  #onServingRequest(conn: Conn, res: ServerResponse): void {
+    conn.queue.push(res);
+    res.on("finish", onFinish);
   }
 
-  /** The hot path: every HTTP/1 request, before any user handler. */
-  onRequest(conn: Conn, res: ServerResponse): void {
-    const queue = conn.queue;
-    if (!this.#finishing) {
-      // Serving: drop what finished since (a keep-alive connection's previous
-      // response, normally) and remember this one.
-      if (queue.length === 1 && queue[0]!.writableFinished) queue[0] = res;
-      else {
-        if (queue.length > 0) pruneFinished(queue);
-        queue.push(res);
-      }
-      return;
-    }
+  #onDrainingRequest(conn: Conn, res: ServerResponse): void {
     conn.active++;
-    queue.push(res);
+    conn.queue.push(res);
+    res.on("finish", onFinish);
     announceClose(conn, res);
   }
 
-  /** Draining only: `res` finished. */
+  /** From the diagnostics channel, before any user handler; `conn` is `null` for a socket we do not know. */
+  onRequestDuringDrain(conn: Conn | null, res: ServerResponse, socket: Socket): void {
+    if (!this.#draining) return; // serving: the 'request' listener sees it
+    if (conn === null) this.#adopt(res, socket);
+    else this.#onDrainingRequest(conn, res);
+  }
+
+  /** A request on a socket accepted before serve() attached: the socket is adopted. */
+  #adopt(res: ServerResponse, socket: Socket): void {
+    const conn = this.#track(new Conn(this.#host, H1, socket, null));
+    if (this.#draining) this.#onDrainingRequest(conn, res);
+    else this.#onServingRequest(conn, res);
+  }
+
+  /** `res` finished: it leaves the queue. */
   onResponseFinish(conn: Conn, res: ServerResponse): void {
-    if (!this.#finishing) return;
     const queue = conn.queue;
-    let i = 0;
-    while (i < queue.length && queue[i] !== res) i++;
-    if (i === queue.length) return;
-    // Normally the oldest; shift the later ones down (splice would allocate).
-    for (let j = i + 1; j < queue.length; j++) queue[j - 1] = queue[j]!;
-    queue.length--;
+    if (queue.length === 1 && queue[0] === res) queue.length = 0;
+    else {
+      let i = 0;
+      while (i < queue.length && queue[i] !== res) i++;
+      if (i === queue.length) return;
+      // Normally the oldest; shift the later ones down (splice would allocate).
+      for (let j = i + 1; j < queue.length; j++) queue[j - 1] = queue[j]!;
+      queue.length--;
+    }
+    if (!this.#draining) return;
     if (--conn.active === 0) {
       conn.idleSince = performance.now();
       conn.idleBytes = conn.socket!.bytesRead;

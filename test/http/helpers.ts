@@ -223,6 +223,8 @@ export class RawClient {
           if (size === 0) break;
         }
         rest = rest.slice(offset);
+      } else if (status >= 100 && status < 200) {
+        body = ""; // an interim response (100 Continue) has no body
       } else {
         return; // not used by these tests
       }

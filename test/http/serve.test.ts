@@ -4,11 +4,12 @@
  */
 import * as http from "node:http";
 import * as http2 from "node:http2";
+import diagnosticsChannel from "node:diagnostics_channel";
 import * as net from "node:net";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { CancellationToken } from "../../src/index.js";
 import { drainingToken, requestToken, serve, type ServeState } from "../../src/http/index.js";
-import { Cleanup, createServer, latch, listen, RawClient, tryConnect, openHandles } from "./helpers.js";
+import { Cleanup, createServer, latch, listen, RawClient, tick, tryConnect, openHandles } from "./helpers.js";
 
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
@@ -235,7 +236,7 @@ describe("requestToken() and drainingToken()", () => {
   });
 });
 
-describe("while serving, responses are not followed one by one", () => {
+describe("while serving", () => {
   it("a request token taken while serving is disposed when its response finishes, before any shutdown", async () => {
     const gate = latch();
     let token: CancellationToken | undefined;
@@ -302,6 +303,179 @@ describe("while serving, responses are not followed one by one", () => {
     expect(await done).toMatchObject({ requestsCompletedWhileDraining: 1, connectionsClosedGracefully: 1, connectionsForced: 0, deadlineHit: false });
   });
 });
+
+describe("how requests are seen", () => {
+  const REQUEST_START = "http.server.request.start";
+
+  it("no diagnostics channel is subscribed while serving; request start is while draining, and not after", async () => {
+    const gate = latch();
+    const started = latch();
+    const server = cleanup.add(
+      http.createServer((_req, res) => {
+        started.release();
+        void gate.promise.then(() => res.end("ok"));
+      }),
+    );
+    const graceful = serve(server, { idleGraceMs: 60_000 });
+    const port = await listen(server);
+    const client = new RawClient(cleanup.add(net.connect(port, "127.0.0.1")));
+    client.get("/");
+    await started.promise;
+    expect(diagnosticsChannel.hasSubscribers(REQUEST_START)).toBe(false);
+    expect(diagnosticsChannel.hasSubscribers("http.server.response.finish")).toBe(false);
+    const done = graceful.shutdown();
+    expect(await graceful.state.changed()).toBe("draining");
+    expect(diagnosticsChannel.hasSubscribers(REQUEST_START)).toBe(true);
+    gate.release();
+    expect((await client.response(1)).headers.connection).toBe("close");
+    await done;
+    expect(diagnosticsChannel.hasSubscribers(REQUEST_START)).toBe(false);
+  });
+
+  it("a finished response is not kept while its keep-alive connection stays open", async () => {
+    let last: WeakRef<http.ServerResponse> | undefined;
+    const server = cleanup.add(
+      http.createServer((_req, res) => {
+        last = new WeakRef(res);
+        res.end("ok");
+      }),
+    );
+    const graceful = serve(server, { idleGraceMs: 20 });
+    const port = await listen(server);
+    const client = new RawClient(cleanup.add(net.connect(port, "127.0.0.1")));
+    client.get("/");
+    await client.response(1);
+    for (let i = 0; i < 3 && last!.deref() !== undefined; i++) {
+      await new Promise((resolve) => setImmediate(resolve));
+      (globalThis as { gc?: () => void }).gc!();
+    }
+    expect(last!.deref()).toBeUndefined();
+    expect(client.closed).toBe(false);
+    // The connection is still tracked: the drain closes it as idle.
+    const report = await graceful.shutdown();
+    await client.ended();
+    expect(report).toMatchObject({ connectionsClosedGracefully: 1, connectionsForced: 0, deadlineHit: false });
+  });
+
+  it("serve() adds no 'checkContinue' / 'checkExpectation' listener of its own: Node still answers Expect itself", async () => {
+    const server = okServer();
+    serve(server);
+    expect(server.listenerCount("checkContinue")).toBe(0);
+    expect(server.listenerCount("checkExpectation")).toBe(0);
+    const port = await listen(server);
+    const client = new RawClient(cleanup.add(net.connect(port, "127.0.0.1")));
+    client.get("/", "Expect: 100-continue\r\n");
+    expect((await client.response(1)).status).toBe(100);
+    expect((await client.response(2)).status).toBe(200);
+    client.get("/", "Expect: something-else\r\n");
+    expect((await client.response(3)).status).toBe(417);
+  });
+
+  it.each([
+    ["checkContinue", "100-continue"],
+    ["checkExpectation", "something-else"],
+  ] as const)("a request the application takes through '%s' is seen: announced and counted at drain start", async (event, expectation) => {
+    const gate = latch();
+    const started = latch();
+    const server = okServer();
+    const graceful = serve(server, { idleGraceMs: 60_000 });
+    // Added after serve(): ours follows, prepended, while the application has one.
+    const handler = (_req: http.IncomingMessage, res: http.ServerResponse): void => {
+      started.release();
+      void gate.promise.then(() => res.end("late"));
+    };
+    server.on(event, handler);
+    expect(server.listenerCount(event)).toBe(2);
+    const port = await listen(server);
+    const client = new RawClient(cleanup.add(net.connect(port, "127.0.0.1")));
+    client.get("/", `Expect: ${expectation}\r\n`);
+    await started.promise;
+    const done = graceful.shutdown();
+    gate.release();
+    const response = await client.response(1);
+    expect(response.body).toBe("late");
+    expect(response.headers.connection).toBe("close");
+    await client.ended();
+    expect(await done).toMatchObject({ requestsCompletedWhileDraining: 1, connectionsClosedGracefully: 1, connectionsForced: 0, deadlineHit: false });
+    server.off(event, handler);
+    expect(server.listenerCount(event)).toBe(0);
+  });
+
+  it("an HTTP/2 server used through 'stream' only gets no 'request' listener (no compatibility layer), and still drains", async () => {
+    const server = cleanup.add(http2.createServer());
+    const gate = latch();
+    server.on("stream", (stream) => {
+      void gate.promise.then(() => {
+        stream.respond({ ":status": 200 });
+        stream.end("late");
+      });
+    });
+    const graceful = serve(server, { idleGraceMs: 60_000 });
+    expect(server.listenerCount("request")).toBe(0);
+    const port = await listen(server);
+    const session = cleanup.add(http2.connect(`http://127.0.0.1:${port}`));
+    const stream = session.request({ ":path": "/" });
+    let body = "";
+    stream.setEncoding("utf8");
+    stream.on("data", (chunk: string) => (body += chunk));
+    const ended = new Promise((resolve) => stream.on("end", resolve));
+    await new Promise((resolve) => stream.once("response", resolve).once("ready", resolve));
+    const done = graceful.shutdown();
+    gate.release();
+    await ended;
+    expect(body).toBe("late");
+    expect(await done).toMatchObject({ deadlineHit: false, connectionsForced: 0 });
+  });
+
+  it("a token asked for by a 'request' listener prepended after serve() follows its response", async () => {
+    const gate = latch();
+    const tokens: CancellationToken[] = [];
+    const server = cleanup.add(http.createServer((_req, res) => void gate.promise.then(() => res.end("ok"))));
+    const graceful = serve(server, { idleGraceMs: 60_000 });
+    // Runs before serve()'s own listener: the request is not known yet.
+    server.prependListener("request", (req: http.IncomingMessage) => tokens.push(requestToken(req), drainingToken(req)));
+    const port = await listen(server);
+    const client = new RawClient(cleanup.add(net.connect(port, "127.0.0.1")));
+    client.get("/");
+    await until(() => tokens.length === 2);
+    await tick(10);
+    const [request, draining] = tokens as [CancellationToken, CancellationToken];
+    const done = graceful.shutdown();
+    // In flight, so told at drain start (a request taken for finished would not be).
+    const told = await Promise.race([draining.cancelled().then(() => "told"), tick(1000).then(() => "not told")]);
+    expect(told).toBe("told");
+    gate.release();
+    expect((await client.response(1)).headers.connection).toBe("close");
+    expect(await done).toMatchObject({ requestsCompletedWhileDraining: 1, deadlineHit: false });
+    expect(request.isCancelled).toBe(false);
+  });
+
+  it("a token asked for an old request whose body was never read, after its response finished, is never cancelled", async () => {
+    let req: http.IncomingMessage | undefined;
+    const finished = latch();
+    const server = cleanup.add(
+      http.createServer((request, res) => {
+        req = request;
+        res.on("finish", () => finished.release());
+        res.end("early"); // answered before the body arrived
+      }),
+    );
+    const graceful = serve(server, { idleGraceMs: 60_000, drainTimeoutMs: 30 });
+    const port = await listen(server);
+    const client = new RawClient(cleanup.add(net.connect(port, "127.0.0.1")));
+    client.socket.write("POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nabc");
+    await client.response(1);
+    await finished.promise;
+    expect(req!.complete).toBe(false);
+    const late = requestToken(req!);
+    expect((await graceful.shutdown()).deadlineHit).toBe(true);
+    expect(late.isCancelled).toBe(false);
+  });
+});
+
+async function until(predicate: () => boolean): Promise<void> {
+  while (!predicate()) await new Promise((resolve) => setTimeout(resolve, 1));
+}
 
 describe("serve() over several servers", () => {
   it("drains http, https and h2 together with one report", async () => {

@@ -21,7 +21,7 @@
  *    - While serving, by a listener prepended to the server's 'request'
  *      (and to 'checkContinue' / 'checkExpectation' while the application
  *      listens to those, see 4). It costs one function call per request and
- *      allocates nothing. It may run after a listener the application
+ *      allocates nothing of ours. It may run after a listener the application
  *      prepended later, which does not matter while serving: only the
  *      queue is kept, and order within a request does not change it.
  *    - From the drain start on, also through the `http.server.request.start`
@@ -35,12 +35,13 @@
  *    'stream'.
  *    `queue` holds an HTTP/1 connection's responses in flight, in request
  *    order (HTTP/1 responses finish in that order), so its last entry is
- *    the newest response. Each response gets one shared 'finish' listener
- *    (`onFinish`) that takes it out of the queue, so a finished response is
- *    never kept: holding every keep-alive connection's last response until
- *    its next request made V8 grow the young generation fourfold under load
- *    (more survivors per scavenge), which cost more than the listener. A
- *    response that never finishes leaves with its socket ('close'). A
+ *    the newest response. Each response gets one shared 'close' listener
+ *    (`onClose`) that takes it out of the queue once finished, so a
+ *    finished response is never kept: holding every keep-alive
+ *    connection's last response until its next request made V8 grow the
+ *    young generation fourfold under load (more survivors per scavenge),
+ *    which cost more than the listener. A response that never finishes
+ *    leaves with its socket (the socket's 'close', `#abortQueue`). A
  *    request whose handler asked for a token has its state settled by its
  *    response's own 'finish' / 'close' (listeners added only then).
  * 4. Node changes what it does when some events have listeners: it hands
@@ -107,7 +108,7 @@ export class Conn {
   upgrade: RequestState | null = null;
   /** The response we set `shouldKeepAlive = false` on: the last one in flight. */
   marked: ServerResponse | null = null;
-  /** HTTP/1 responses, oldest first; while serving, finished ones may linger at the front (invariant 3). */
+  /** HTTP/1 responses in flight, oldest first (invariant 3). */
   readonly queue: ServerResponse[] = [];
   /** Requests that asked for a token before our listener saw their response (invariant 6); usually `null`. */
   unclaimed: IncomingMessage[] | null = null;
@@ -148,15 +149,25 @@ function onRequestStart(message: unknown): void {
   tracker?.onRequestDuringDrain(conn ?? null, m.response, m.socket);
 }
 
-/** Every tracked HTTP/1 response's 'finish' listener (one function for all: adding it allocates nothing of ours). */
-function onFinish(this: ServerResponse): void {
+/**
+ * Every tracked HTTP/1 response's 'close' listener, one function for all.
+ * 'close', not 'finish': Node emits it right after 'finish' (next tick) and
+ * adds no listener of its own, so ours is usually the only one and costs no
+ * listener array; 'finish' always has Node's own, and often the
+ * application's. A response that closes unfinished is its socket
+ * closing: `#abortQueue` accounts for it.
+ */
+function onClose(this: ServerResponse): void {
+  if (!this.writableFinished) return;
   const conn = connOf.get(this.req.socket!);
   conn?.tracker?.onResponseFinish(conn, this);
 }
 
 /**
  * Drops finished responses from the front of `queue` (they finish in order):
- * only needed when the application removed our 'finish' listener.
+ * at the drain start and when the socket closes, a response may have
+ * finished without its 'close' yet (Node emits it on the next tick), or the
+ * application may have removed our listener.
  */
 function pruneFinished(queue: ServerResponse[]): void {
   const length = queue.length;
@@ -164,7 +175,7 @@ function pruneFinished(queue: ServerResponse[]): void {
   while (n < length && queue[n]!.writableFinished) n++;
   if (n === 0) return;
   for (let j = n; j < length; j++) queue[j - n] = queue[j]!;
-  queue.length = length - n;
+  for (let j = 0; j < n; j++) queue.pop(); // keeps the storage, see onResponseFinish
 }
 
 /** Settles `state` when `res` ends: its own events, since nothing else reports it while serving. */
@@ -257,7 +268,7 @@ export class ServerTracker {
   readonly #sessions = new Map<ServerHttp2Session, Conn>();
   /** Node emitted 'close' for the listener we closed, or there was none to wait for. */
   closeSettled = true;
-  /** The drain started: the diagnostics channels are followed (invariant 3). */
+  /** The drain started: the diagnostics channel is followed (invariant 3). */
   #draining = false;
   /** The followed events (invariant 4) our listener is currently on. */
   readonly #following = new Set<Followed>();
@@ -426,13 +437,13 @@ export class ServerTracker {
   /** The hot path: every HTTP/1 request while serving. */
   #onServingRequest(conn: Conn, res: ServerResponse): void {
     conn.queue.push(res);
-    res.on("finish", onFinish);
+    res.on("close", onClose);
   }
 
   #onDrainingRequest(conn: Conn, res: ServerResponse): void {
     conn.active++;
     conn.queue.push(res);
-    res.on("finish", onFinish);
+    res.on("close", onClose);
     announceClose(conn, res);
   }
 
@@ -453,14 +464,17 @@ export class ServerTracker {
   /** `res` finished: it leaves the queue. */
   onResponseFinish(conn: Conn, res: ServerResponse): void {
     const queue = conn.queue;
-    if (queue.length === 1 && queue[0] === res) queue.length = 0;
+    // Normally the oldest, and the only one. `pop()`, not `length = 0`: V8
+    // drops an array's storage when its length is set to 0, and the next
+    // push would allocate it again, once per request.
+    if (queue.length === 1 && queue[0] === res) queue.pop();
     else {
       let i = 0;
       while (i < queue.length && queue[i] !== res) i++;
       if (i === queue.length) return;
-      // Normally the oldest; shift the later ones down (splice would allocate).
+      // Shift the later ones down (splice would allocate).
       for (let j = i + 1; j < queue.length; j++) queue[j - 1] = queue[j]!;
-      queue.length--;
+      queue.pop();
     }
     if (!this.#draining) return;
     if (--conn.active === 0) {

@@ -509,7 +509,9 @@ export class WatchReceiver<T> implements Disposable, AsyncIterable<T> {
       queued = spare;
       drainQueued = false;
       for (let i = 0; i < batch.length; i++) evaluate(batch[i]!);
-      batch.length = 0;
+      // Emptied by pop(): setting `length = 0` makes V8 drop the storage,
+      // and the next batch's first push would allocate it again.
+      while (batch.length > 0) batch.pop();
       spare = batch;
     };
 

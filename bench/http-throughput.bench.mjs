@@ -3,25 +3,29 @@
 // child process, driven by autocannon (in this process) and wrk when it is
 // installed. The goal is ours ≥ 97% of bare, on the median of per-pair ratios.
 //
-// How it is measured, and why: the servers (bare, ours and a control) are
-// started once per client and warmed up, then measured in short windows that
-// take turns (A B C, C B A, ...), so a pair's two windows are seconds apart
-// and machine noise hits both sides alike. Starting a fresh process for every
-// window, as an earlier version did, added each process's own start-up luck
-// (JIT and GC heuristics settle differently) and spread single pairs from 87%
-// to 113%. Besides requests per second, the server's CPU time per request
-// over the same window is printed: on a machine shared with other jobs it
-// moves less. The control server (the package loaded and shutdown()
-// installed, no serve()) separates serve()'s cost from the process set-up.
+// How it is measured, and why: the servers (bare, ours and a control) run
+// for a generation of rounds: started together, warmed up, then measured in
+// short windows that take turns (A B C, C B A, ...), so a pair's two windows
+// are seconds apart and machine noise hits both sides alike. A new
+// generation of processes is started every HTTP_TP_PER_GEN rounds, so one
+// process's own luck (two identical servers differ by 1–2% for as long as
+// they live: where the heap landed, how JIT and GC heuristics settled) is
+// spread over the median instead of deciding it. Besides requests per
+// second, the server's CPU time per request over the same window is
+// printed: on a machine shared with other jobs it moves less. The control
+// server (the package loaded and shutdown() installed, no serve())
+// separates serve()'s cost from the process set-up.
 //
-// Env: HTTP_TP_ROUNDS (pairs per client, default 9), HTTP_TP_SECONDS (window, default 1).
+// Env: HTTP_TP_ROUNDS (pairs per client, default 15), HTTP_TP_PER_GEN (rounds per
+// generation of processes, default 3), HTTP_TP_SECONDS (window, default 1).
 import { existsSync } from "node:fs";
 import { header, info } from "./harness.mjs";
 import { startServer } from "./http/child.mjs";
 import { runWrk, findWrk } from "./http/clients.mjs";
 
-const ROUNDS = Number(process.env.HTTP_TP_ROUNDS ?? 9);
+const ROUNDS = Number(process.env.HTTP_TP_ROUNDS ?? 15);
 const SECONDS = Number(process.env.HTTP_TP_SECONDS ?? 1);
+const PER_GEN = Number(process.env.HTTP_TP_PER_GEN ?? 3);
 const CONNECTIONS = 32;
 const GOAL = 0.97;
 
@@ -81,8 +85,12 @@ const median = (xs) => {
 const fmtRps = (v) => `${Math.round(v).toLocaleString("en-US")} req/s`;
 
 let allOk = true;
+/** The running generation of servers; stopped on the way out whatever happens. */
+let servers = null;
+process.once("exit", () => {
+  for (const { server } of Object.values(servers ?? {})) server.child.kill("SIGKILL");
+});
 for (const [name, measure] of [["autocannon", autocannonRps], ...(haveWrk ? [["wrk", wrkRps]] : [])]) {
-  const servers = await startAll();
   const bare = [];
   const ours = [];
   const ratios = [];
@@ -92,24 +100,26 @@ for (const [name, measure] of [["autocannon", autocannonRps], ...(haveWrk ? [["w
   // from the process set-up's. It does not enter the goal.
   const controlCpu = [];
   const serveCpu = [];
-  try {
-    // One discarded warm-up window each, then the rounds, the order flipped
-    // every other round so neither side always runs first.
-    for (const s of ["bare", "loaded", "ours"]) await window(servers[s], measure);
-    for (let i = 0; i < ROUNDS; i++) {
-      const order = i % 2 === 0 ? ["bare", "loaded", "ours"] : ["ours", "loaded", "bare"];
-      const got = {};
-      for (const s of order) got[s] = await window(servers[s], measure);
-      bare.push(got.bare);
-      ours.push(got.ours);
-      ratios.push(got.ours.rps / got.bare.rps);
-      cpuRatios.push(got.bare.cpuPerReq / got.ours.cpuPerReq);
-      controlCpu.push(got.bare.cpuPerReq / got.loaded.cpuPerReq);
-      serveCpu.push(got.loaded.cpuPerReq / got.ours.cpuPerReq);
+  for (let i = 0; i < ROUNDS; i++) {
+    if (i % PER_GEN === 0) {
+      if (servers !== null) await stopAll(servers);
+      servers = await startAll();
+      // One discarded warm-up window each.
+      for (const s of ["bare", "loaded", "ours"]) await window(servers[s], measure);
     }
-  } finally {
-    await stopAll(servers);
+    // The order flips every other round so neither side always runs first.
+    const order = i % 2 === 0 ? ["bare", "loaded", "ours"] : ["ours", "loaded", "bare"];
+    const got = {};
+    for (const s of order) got[s] = await window(servers[s], measure);
+    bare.push(got.bare);
+    ours.push(got.ours);
+    ratios.push(got.ours.rps / got.bare.rps);
+    cpuRatios.push(got.bare.cpuPerReq / got.ours.cpuPerReq);
+    controlCpu.push(got.bare.cpuPerReq / got.loaded.cpuPerReq);
+    serveCpu.push(got.loaded.cpuPerReq / got.ours.cpuPerReq);
   }
+  await stopAll(servers);
+  servers = null;
   const ratio = median(ratios);
   const cpuRatio = median(cpuRatios);
   const ok = ratio >= GOAL;

@@ -164,10 +164,10 @@ function onClose(this: ServerResponse): void {
 }
 
 /**
- * Drops finished responses from the front of `queue` (they finish in order):
- * at the drain start and when the socket closes, a response may have
- * finished without its 'close' yet (Node emits it on the next tick), or the
- * application may have removed our listener.
+ * Drops finished responses from the front of `queue` (they finish in order)
+ * at the drain start: a response may have finished without its 'close' yet
+ * (Node emits it on the next tick), or the application may have removed our
+ * listener.
  */
 function pruneFinished(queue: ServerResponse[]): void {
   const length = queue.length;
@@ -487,9 +487,14 @@ export class ServerTracker {
   /** The socket closed: requests still in flight never got their response. */
   #abortQueue(conn: Conn): void {
     const queue = conn.queue;
-    if (queue.length > 0) pruneFinished(queue);
     for (let i = 0; i < queue.length; i++) {
-      const req = queue[i]!.req;
+      const res = queue[i]!;
+      if (res.writableFinished) {
+        // Finished, its 'close' still a tick away: it completed.
+        if (this.#draining) this.#host.requestEnded(true);
+        continue;
+      }
+      const req = res.req;
       const state = getState(req);
       if (state !== undefined) state.finish(true);
       else setState(req, new RequestState(conn.host, false, ABORTED, clientGoneReason()));

@@ -228,25 +228,26 @@ export function lookupState(req: object): RequestState | undefined {
   return state;
 }
 
+/** Takes `req` off its connection's unclaimed list; `false` when it was not there. */
+function takeUnclaimed(conn: Conn, req: IncomingMessage): boolean {
+  const unclaimed = conn.unclaimed;
+  const i = unclaimed === null ? -1 : unclaimed.indexOf(req);
+  if (i < 0) return false;
+  unclaimed!.splice(i, 1);
+  if (unclaimed!.length === 0) conn.unclaimed = null;
+  return true;
+}
+
 /** Hands an unclaimed request's state its response, when `res` is it. */
 function claim(conn: Conn, res: ServerResponse): void {
-  const unclaimed = conn.unclaimed!;
-  const i = unclaimed.indexOf(res.req);
-  if (i < 0) return;
-  unclaimed.splice(i, 1);
-  if (unclaimed.length === 0) conn.unclaimed = null;
+  if (!takeUnclaimed(conn, res.req)) return;
   const state = getState(res.req);
   if (state !== undefined) watchResponse(res, state);
 }
 
 /** A microtask after the lookup: a request never claimed by then was not in flight. */
 function settleUnclaimed(conn: Conn, req: IncomingMessage, state: RequestState): void {
-  const unclaimed = conn.unclaimed;
-  const i = unclaimed === null ? -1 : unclaimed.indexOf(req);
-  if (i < 0) return;
-  unclaimed!.splice(i, 1);
-  if (unclaimed!.length === 0) conn.unclaimed = null;
-  state.finish(false);
+  if (takeUnclaimed(conn, req)) state.finish(false);
 }
 
 function upgradeClosedReason(): DOMException {

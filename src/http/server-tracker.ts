@@ -17,50 +17,40 @@
  *    request whose headers are still arriving is not idle. Idle time is only
  *    measured while draining, from the later of the drain start and the
  *    connection's last response.
- * 3. HTTP/1 requests are seen through public hooks, two of them:
- *    - While serving, by a listener prepended to the server's 'request'
- *      (and to 'checkContinue' / 'checkExpectation' while the application
- *      listens to those, see 4). It costs one function call per request and
- *      allocates nothing of ours. It may run after a listener the application
- *      prepended later, which does not matter while serving: only the
- *      queue is kept, and order within a request does not change it.
- *    - From the drain start on, also through the `http.server.request.start`
- *      diagnostics channel, published before any of those events, so
- *      `Connection: close` is set before any user handler runs, synchronous
- *      ones included. The channel allocates a message per request for every
- *      subscriber in the process, which is why it is used only while
- *      draining. The listener then only picks up what the channel did not
- *      see (a request whose handler started the drain).
+ * 3. HTTP/1 requests are seen through the `http.server.request.start`
+ *    diagnostics channel, which Node publishes for every request before it
+ *    emits any event ('request', 'checkContinue', 'checkExpectation', or
+ *    none when it answers by itself), so `Connection: close` is set before
+ *    any user handler runs, synchronous ones included, and no listener the
+ *    application adds can run before we know the request. Both channels
+ *    are subscribed while any server is served (not only while draining):
+ *    a subscriber costs one short-lived message object per request, less
+ *    than a 'request' listener (two listeners make every emit copy the
+ *    listener array), and it changes nothing about which events Node
+ *    emits.
  *    HTTP/2 streams are seen by a listener prepended to each session's
  *    'stream'.
  *    `queue` holds an HTTP/1 connection's responses in flight, in request
  *    order (HTTP/1 responses finish in that order), so its last entry is
- *    the newest response. Each response gets one shared 'close' listener
- *    (`onClose`) that takes it out of the queue once finished, so a
- *    finished response is never kept: holding every keep-alive
- *    connection's last response until its next request made V8 grow the
- *    young generation fourfold under load (more survivors per scavenge),
- *    which cost more than the listener. A response that never finishes
- *    leaves with its socket (the socket's 'close', `#abortQueue`). A
- *    request whose handler asked for a token has its state settled by its
- *    response's own 'finish' / 'close' (listeners added only then).
- * 4. Node changes what it does when some events have listeners: it hands
- *    a socket over on 'upgrade' / 'connect', answers `Expect` headers itself
- *    unless 'checkContinue' / 'checkExpectation' are listened to, and an
- *    HTTP/2 server builds its compatibility layer once 'request' is. Our
- *    listener for such an event exists only while the application has one
- *    of its own (`#follow`), so adding ours never changes behaviour. An
- *    HTTP/1 server always emits 'request', so ours is always there.
+ *    the newest response. A response leaves the queue when it finishes,
+ *    told by the `http.server.response.finish` diagnostics channel
+ *    (subscribed while any server is served), which Node publishes first
+ *    thing when a response finishes. So a finished response is never kept:
+ *    holding every keep-alive connection's last response until its next
+ *    request made V8 grow the young generation fourfold under load (more
+ *    survivors per scavenge). The channel costs less than a listener on
+ *    each response (which adds a property to, or grows an array in, every
+ *    response's listener table): its message is one short-lived object. A
+ *    response that never finishes leaves with its socket (the socket's
+ *    'close', `#abortQueue`). A request whose handler asked for a token has
+ *    its state settled by its response's own 'finish' / 'close' (listeners
+ *    added only then).
+ * 4. Node hands a socket over on 'upgrade' / 'connect' only while those
+ *    events have listeners. Our listener for them exists only while the
+ *    application has one of its own (`#follow`), so adding ours never
+ *    changes behaviour.
  * 5. Every listener added to the server, and the diagnostics channel
  *    subscriptions it holds, are removed by `detach()`.
- * 6. A 'request' listener the application prepended after serve() runs
- *    before ours; if it asks for a token, the request is not in the queue
- *    yet. A request Node is still emitting has not been parsed to its end
- *    (`req.complete` is false while 'request' is emitted, body or not), so
- *    such a lookup gets an active state parked in `unclaimed`, which our
- *    listener hands its response a moment later in the same emit. One that
- *    nobody claimed by the next microtask was an old request whose response
- *    already finished: it is settled as finished.
  */
 import diagnosticsChannel from "node:diagnostics_channel";
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -110,8 +100,6 @@ export class Conn {
   marked: ServerResponse | null = null;
   /** HTTP/1 responses in flight, oldest first (invariant 3). */
   readonly queue: ServerResponse[] = [];
-  /** Requests that asked for a token before our listener saw their response (invariant 6); usually `null`. */
-  unclaimed: IncomingMessage[] | null = null;
   readonly host: TrackerHost;
 
   constructor(host: TrackerHost, kind: number, socket: Socket | null, session: ServerHttp2Session | null) {
@@ -132,42 +120,45 @@ interface RequestStartMessage {
 }
 
 const REQUEST_START = "http.server.request.start";
+const RESPONSE_FINISH = "http.server.response.finish";
 /** Events whose listeners change Node's behaviour (invariant 4). */
-const FOLLOWED = ["upgrade", "connect", "checkContinue", "checkExpectation"] as const;
-const FOLLOWED_H2 = [...FOLLOWED, "request"] as const;
-type Followed = (typeof FOLLOWED_H2)[number];
+const FOLLOWED = ["upgrade", "connect"] as const;
+type Followed = (typeof FOLLOWED)[number];
 const trackers = new WeakMap<object, ServerTracker>();
 /** Every tracked HTTP/1 socket and HTTP/2 session, for request and `requestToken()` lookups. */
 const connOf = new WeakMap<object, Conn>();
-/** Draining trackers: the diagnostics channel is subscribed while there is one. */
-let drainingTrackers = 0;
+/** Attached trackers: both channels are subscribed while there is one (invariant 3). */
+let attachedTrackers = 0;
 
+/** Every HTTP/1 request of the process, served or not (invariant 3). */
 function onRequestStart(message: unknown): void {
   const m = message as RequestStartMessage;
   const conn = connOf.get(m.socket);
-  const tracker = conn !== undefined ? conn.tracker : trackers.get(m.server as object);
-  tracker?.onRequestDuringDrain(conn ?? null, m.response, m.socket);
+  if (conn !== undefined) conn.tracker?.onRequest(conn, m.response);
+  else trackers.get(m.server as object)?.adopt(m.response, m.socket);
+}
+
+interface ResponseFinishMessage {
+  response: ServerResponse;
+  socket: Socket;
 }
 
 /**
- * Every tracked HTTP/1 response's 'close' listener, one function for all.
- * 'close', not 'finish': Node emits it right after 'finish' (next tick) and
- * adds no listener of its own, so ours is usually the only one and costs no
- * listener array; 'finish' always has Node's own, and often the
- * application's. A response that closes unfinished is its socket
- * closing: `#abortQueue` accounts for it.
+ * Every HTTP/1 response of the process that finishes, tracked or not
+ * (invariant 3). Published before Node detaches the response from its
+ * socket; `onResponseFinish` only updates our own counts.
  */
-function onClose(this: ServerResponse): void {
-  if (!this.writableFinished) return;
-  const conn = connOf.get(this.req.socket!);
-  conn?.tracker?.onResponseFinish(conn, this);
+function onResponseFinishMessage(message: unknown): void {
+  const m = message as ResponseFinishMessage;
+  const conn = connOf.get(m.socket);
+  if (conn !== undefined) conn.tracker?.onResponseFinish(conn, m.response);
 }
 
 /**
  * Drops finished responses from the front of `queue` (they finish in order)
- * at the drain start: a response may have finished without its 'close' yet
- * (Node emits it on the next tick), or the application may have removed our
- * listener.
+ * at the drain start: a response's bytes may all be written before Node
+ * emits its 'finish' (and publishes `RESPONSE_FINISH`); that message then
+ * finds it gone and changes nothing.
  */
 function pruneFinished(queue: ServerResponse[]): void {
   const length = queue.length;
@@ -211,12 +202,7 @@ export function lookupState(req: object): RequestState | undefined {
   while (i < queue.length && queue[i]!.req !== req) i++;
   const res = i < queue.length ? queue[i]! : null;
   let state: RequestState;
-  if (res === null && !(req as IncomingMessage).complete) {
-    // Not seen yet: a listener that runs before ours asked (invariant 6).
-    state = new RequestState(conn.host, false);
-    (conn.unclaimed ??= []).push(req as IncomingMessage);
-    queueMicrotask(() => settleUnclaimed(conn, req as IncomingMessage, state));
-  } else if (res === null || res.writableFinished) {
+  if (res === null || res.writableFinished) {
     // Not in flight any more: its response finished (an aborted one got its
     // state when its socket closed).
     state = new RequestState(conn.host, false, FINISHED);
@@ -228,26 +214,8 @@ export function lookupState(req: object): RequestState | undefined {
   return state;
 }
 
-/** Takes `req` off its connection's unclaimed list; `false` when it was not there. */
-function takeUnclaimed(conn: Conn, req: IncomingMessage): boolean {
-  const unclaimed = conn.unclaimed;
-  const i = unclaimed === null ? -1 : unclaimed.indexOf(req);
-  if (i < 0) return false;
-  unclaimed!.splice(i, 1);
-  if (unclaimed!.length === 0) conn.unclaimed = null;
-  return true;
-}
-
-/** Hands an unclaimed request's state its response, when `res` is it. */
-function claim(conn: Conn, res: ServerResponse): void {
-  if (!takeUnclaimed(conn, res.req)) return;
-  const state = getState(res.req);
-  if (state !== undefined) watchResponse(res, state);
-}
-
-/** A microtask after the lookup: a request never claimed by then was not in flight. */
-function settleUnclaimed(conn: Conn, req: IncomingMessage, state: RequestState): void {
-  if (takeUnclaimed(conn, req)) state.finish(false);
+function isFollowed(event: string | symbol): event is Followed {
+  return event === "upgrade" || event === "connect";
 }
 
 function upgradeClosedReason(): DOMException {
@@ -269,7 +237,7 @@ export class ServerTracker {
   readonly #sessions = new Map<ServerHttp2Session, Conn>();
   /** Node emitted 'close' for the listener we closed, or there was none to wait for. */
   closeSettled = true;
-  /** The drain started: the diagnostics channel is followed (invariant 3). */
+  /** The drain started: new requests count as active and are told `Connection: close`. */
   #draining = false;
   /** The followed events (invariant 4) our listener is currently on. */
   readonly #following = new Set<Followed>();
@@ -284,6 +252,10 @@ export class ServerTracker {
 
   attach(): void {
     trackers.set(this.server, this);
+    if (attachedTrackers++ === 0) {
+      diagnosticsChannel.subscribe(REQUEST_START, onRequestStart);
+      diagnosticsChannel.subscribe(RESPONSE_FINISH, onResponseFinishMessage);
+    }
     if (this.#tls) {
       this.#on("connection", (raw: Socket) => this.#onRawTlsConnection(raw));
       this.#on("secureConnection", (socket: Socket) => this.#onSecureConnection(socket));
@@ -292,41 +264,36 @@ export class ServerTracker {
       this.#on("connection", (socket: Socket) => this.#track(new Conn(this.#host, H1, socket, null)));
     }
     if (this.#h2) this.#on("session", (session: ServerHttp2Session) => this.#onSession(session));
-    else this.#on("request", this.#onRequestEvent, true);
-    const followed: readonly Followed[] = this.#h2 ? FOLLOWED_H2 : FOLLOWED;
     this.#on("newListener", (event: string | symbol, listener: unknown) => {
-      if (followed.includes(event as Followed) && !this.#isOurs(listener)) this.#follow(event as Followed, 1);
+      if (isFollowed(event) && listener !== this.#onUpgrade) this.#follow(event, 1);
     });
     this.#on("removeListener", (event: string | symbol, listener: unknown) => {
-      if (followed.includes(event as Followed) && !this.#isOurs(listener)) this.#follow(event as Followed, 0);
+      if (isFollowed(event) && listener !== this.#onUpgrade) this.#follow(event, 0);
     });
-    for (const event of followed) this.#follow(event, 0);
+    for (const event of FOLLOWED) this.#follow(event, 0);
   }
 
   detach(): void {
     if (trackers.get(this.server) !== this) return;
     trackers.delete(this.server);
-    if (this.#draining) {
-      this.#draining = false;
-      if (--drainingTrackers === 0) diagnosticsChannel.unsubscribe(REQUEST_START, onRequestStart);
+    if (--attachedTrackers === 0) {
+      diagnosticsChannel.unsubscribe(REQUEST_START, onRequestStart);
+      diagnosticsChannel.unsubscribe(RESPONSE_FINISH, onResponseFinishMessage);
     }
+    this.#draining = false;
     for (const conn of this.conns) conn.tracker = null;
     for (const [event, listener] of this.#listeners) this.server.removeListener(event, listener as (...args: any[]) => void); // eslint-disable-line @typescript-eslint/no-explicit-any
     this.#listeners.length = 0;
-    for (const event of this.#following) this.server.removeListener(event, this.#ours(event));
+    for (const event of this.#following) this.server.removeListener(event, this.#onUpgrade);
     this.#following.clear();
   }
 
   /**
-   * The drain starts: from now on requests are seen before any user handler.
-   * Each HTTP/1 connection's responses in flight give `active`, and the
-   * newest one is told `Connection: close`.
+   * The drain starts: each HTTP/1 connection's responses in flight give
+   * `active`, and the newest one is told `Connection: close`.
    */
   startDrain(): void {
-    if (!this.#draining) {
-      this.#draining = true;
-      if (drainingTrackers++ === 0) diagnosticsChannel.subscribe(REQUEST_START, onRequestStart);
-    }
+    this.#draining = true;
     for (const conn of this.conns) {
       const queue = conn.queue;
       if (queue.length === 0) continue;
@@ -343,14 +310,6 @@ export class ServerTracker {
     this.#listeners.push([event, listener]);
   }
 
-  #ours(event: Followed): (...args: any[]) => void { // eslint-disable-line @typescript-eslint/no-explicit-any
-    return event === "upgrade" || event === "connect" ? this.#onUpgrade : this.#onRequestEvent;
-  }
-
-  #isOurs(listener: unknown): boolean {
-    return listener === this.#onUpgrade || listener === this.#onRequestEvent;
-  }
-
   /**
    * Keeps our listener for `event` present exactly while the application has
    * one of its own (invariant 4). `adding` is 1 from 'newListener', which
@@ -361,10 +320,10 @@ export class ServerTracker {
     const others = this.server.listenerCount(event) - (ours ? 1 : 0) + adding;
     if (others > 0 && !ours) {
       // Prepended, so it runs before the application takes the socket over.
-      this.server.prependListener(event, this.#ours(event));
+      this.server.prependListener(event, this.#onUpgrade);
       this.#following.add(event);
     } else if (others === 0 && ours) {
-      this.server.removeListener(event, this.#ours(event));
+      this.server.removeListener(event, this.#onUpgrade);
       this.#following.delete(event);
     }
   }
@@ -418,48 +377,22 @@ export class ServerTracker {
     this.#track(new Conn(this.#host, H1, socket, null));
   }
 
-  /**
-   * 'request', 'checkContinue', 'checkExpectation': every HTTP/1 request while
-   * serving. While draining the diagnostics channel saw the request first,
-   * unless the drain started inside a handler that ran before this listener.
-   */
-  readonly #onRequestEvent = (req: IncomingMessage, res: ServerResponse): void => {
-    // HTTP/2's compatibility requests: streams are tracked per session.
-    if (req.httpVersionMajor === 2) return;
-    const socket = req.socket;
-    const conn = connOf.get(socket);
-    if (conn === undefined) return this.#adopt(res, socket);
-    if (conn.tracker !== this) return;
-    if (conn.unclaimed !== null) claim(conn, res);
-    if (!this.#draining) this.#onServingRequest(conn, res);
-    else if (!res.writableFinished && !conn.queue.includes(res)) this.#onDrainingRequest(conn, res);
-  };
-
-  /** The hot path: every HTTP/1 request while serving. */
-  #onServingRequest(conn: Conn, res: ServerResponse): void {
-    conn.queue.push(res);
-    res.on("close", onClose);
+  /** Every HTTP/1 request on a socket of ours, before any user handler (invariant 3). */
+  onRequest(conn: Conn, res: ServerResponse): void {
+    // The hot path while serving: one push, nothing allocated.
+    if (!this.#draining) conn.queue.push(res);
+    else this.#onDrainingRequest(conn, res);
   }
 
   #onDrainingRequest(conn: Conn, res: ServerResponse): void {
     conn.active++;
     conn.queue.push(res);
-    res.on("close", onClose);
     announceClose(conn, res);
   }
 
-  /** From the diagnostics channel, before any user handler; `conn` is `null` for a socket we do not know. */
-  onRequestDuringDrain(conn: Conn | null, res: ServerResponse, socket: Socket): void {
-    if (!this.#draining) return; // serving: the 'request' listener sees it
-    if (conn === null) this.#adopt(res, socket);
-    else this.#onDrainingRequest(conn, res);
-  }
-
   /** A request on a socket accepted before serve() attached: the socket is adopted. */
-  #adopt(res: ServerResponse, socket: Socket): void {
-    const conn = this.#track(new Conn(this.#host, H1, socket, null));
-    if (this.#draining) this.#onDrainingRequest(conn, res);
-    else this.#onServingRequest(conn, res);
+  adopt(res: ServerResponse, socket: Socket): void {
+    this.onRequest(this.#track(new Conn(this.#host, H1, socket, null)), res);
   }
 
   /** `res` finished: it leaves the queue. */
@@ -491,7 +424,7 @@ export class ServerTracker {
     for (let i = 0; i < queue.length; i++) {
       const res = queue[i]!;
       if (res.writableFinished) {
-        // Finished, its 'close' still a tick away: it completed.
+        // Written out, its 'finish' not emitted yet: it completed.
         if (this.#draining) this.#host.requestEnded(true);
         continue;
       }
@@ -506,6 +439,9 @@ export class ServerTracker {
   }
 
   readonly #onUpgrade = (req: IncomingMessage, socket: Socket): void => {
+    // An HTTP/2 server emits 'connect' with a request and a response: the
+    // stream is tracked by its session.
+    if (req.httpVersionMajor === 2) return;
     let conn = this.#connOf(socket);
     if (conn === undefined) conn = this.#track(new Conn(this.#host, UPGRADED, socket, null));
     conn.kind = UPGRADED;

@@ -243,3 +243,34 @@ describe("serve() over h2 with allowHTTP1", () => {
     expect(await done).toMatchObject({ requestsCompletedWhileDraining: 2, sessionsSentGoaway: 1, connectionsClosedGracefully: 2, connectionsForced: 0 });
   });
 });
+
+describe("serve() over h2c: the 'connect' event", () => {
+  it("a CONNECT stream (a request and a response, not a socket) is drained as a stream, not taken for an upgrade", async () => {
+    const gate = latch();
+    const arrived = latch();
+    const tokens: Array<ReturnType<typeof requestToken>> = [];
+    // Node's compatibility layer, which emits 'connect', needs a 'request' listener.
+    const server = cleanup.add(http2.createServer((_req, res) => res.end("ok")));
+    server.on("connect", (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+      tokens.push(requestToken(req));
+      arrived.release();
+      void gate.promise.then(() => res.end("tunnel closed"));
+    });
+    const graceful = serve(server, { idleGraceMs: 60_000, drainTimeoutMs: 10_000 });
+    const port = await listen(server);
+    const s = await session("h2c", port);
+    const stream = s.request({ ":method": "CONNECT", ":authority": "example.test:443" });
+    let body = "";
+    stream.setEncoding("utf8");
+    stream.on("data", (chunk: string) => (body += chunk));
+    const ended = new Promise((resolve) => stream.on("end", resolve));
+    await arrived.promise;
+    const done = graceful.shutdown();
+    gate.release();
+    await ended;
+    stream.end();
+    expect(body).toBe("tunnel closed");
+    expect(await done).toMatchObject({ upgradesNotified: 0, upgradesForced: 0, requestsCompletedWhileDraining: 1, sessionsSentGoaway: 1, deadlineHit: false });
+    expect(tokens[0]!.isCancelled).toBe(false);
+  });
+});

@@ -129,3 +129,29 @@ describe("S12 over HTTP/2: a served child process whose only session is idle", (
     }
   });
 });
+
+describe("what serve() loads", () => {
+  /** Node's TLS, HTTPS and HTTP/2 modules loaded in a child that serves `kind` and shuts down. */
+  async function loadedIn(kind: "http" | "http2"): Promise<string[]> {
+    const script = `
+      import server from "node:${kind}";
+      const { serve } = await import(${JSON.stringify(`${dist}/http/index.js`)});
+      await serve(server.createServer()).shutdown();
+      // process.moduleLoadList: Node's own record of the built-in modules it loaded.
+      console.log(JSON.stringify(process.moduleLoadList.filter((m) => /\\b(tls|https|http2|_tls_wrap)\\b/.test(m))));
+    `;
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+    children.push(child);
+    let out = "";
+    child.stdout!.on("data", (chunk: Buffer) => (out += chunk));
+    const code = await new Promise((resolve) => child.on("close", resolve));
+    expect(code).toBe(0);
+    return JSON.parse(out) as string[];
+  }
+
+  it("a process serving plain HTTP never loads Node's TLS, HTTPS or HTTP/2 modules", async () => {
+    expect(await loadedIn("http")).toEqual([]);
+    // The check sees them when they are loaded.
+    expect((await loadedIn("http2")).some((m) => m.includes("http2"))).toBe(true);
+  });
+});

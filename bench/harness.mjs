@@ -36,11 +36,30 @@ export function heapUsed() {
   return process.memoryUsage().heapUsed;
 }
 
-/** Heap growth in bytes across `await fn()`, measured after full GCs. `keep` values stay reachable. */
+/**
+ * Used heap once full GCs stop freeing memory. Between them it yields a
+ * macrotask, so FinalizationRegistry callbacks (Node's AbortSignal
+ * listeners use them) run and free what they hold: without this a
+ * baseline taken right after a leaky comparison still counted that
+ * comparison's garbage, and a later row read as hundreds of MB of
+ * negative growth.
+ */
+export async function settledHeapUsed() {
+  let last = heapUsed();
+  for (let i = 0; i < 10; i++) {
+    await new Promise((resolve) => setImmediate(resolve));
+    const now = heapUsed();
+    if (now > last - (64 << 10)) return Math.min(now, last);
+    last = now;
+  }
+  return last;
+}
+
+/** Heap growth in bytes across `await fn()`, measured on a settled heap. `keep` values stay reachable. */
 export async function heapGrowth(fn) {
-  const before = heapUsed();
+  const before = await settledHeapUsed();
   const kept = await fn();
-  const after = heapUsed();
+  const after = await settledHeapUsed();
   // Touch what fn kept so it stays reachable until measured.
   if (kept !== undefined && kept !== null) globalThis.__benchKeep = kept;
   globalThis.__benchKeep = undefined;

@@ -8,7 +8,7 @@
 // printed for comparison: each race leaves a reaction on the long-lived
 // promises (nodejs/node#17469), and each reaction keeps the race's result.
 import { CancellationToken, oneshot, select, sleep } from "../dist/index.js";
-import { bound, compare, fmtBytes, fmtNs, header, heapUsed, info, nsPerOpAsync } from "./harness.mjs";
+import { bound, compare, fmtBytes, fmtNs, header, heapUsed, info, settledHeapUsed, nsPerOpAsync } from "./harness.mjs";
 
 header("select vs Promise.race");
 
@@ -124,9 +124,9 @@ async function growth(makeBody) {
   const body = makeBody();
   for (let i = 0; i < 10_000; i++) await body(); // warm up before the baseline
   globalThis.__selectBenchBody = body;
-  const before = heapUsed();
+  const before = await settledHeapUsed();
   for (let i = 0; i < ITERATIONS; i++) await body();
-  const after = heapUsed();
+  const after = await settledHeapUsed();
   globalThis.__selectBenchBody = undefined;
   return after - before;
 }

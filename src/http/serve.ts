@@ -185,8 +185,9 @@ let http2ServerClass: (abstract new (...args: never[]) => object) | undefined;
 let http2SecureServerClass: (abstract new (...args: never[]) => object) | undefined;
 /**
  * Loads Node's TLS, HTTPS and HTTP/2 modules only for a server that is not a
- * plain `http.Server`: a process serving plain HTTP never loads them (the
- * HTTP/2 module alone is ≈ 0.6 MB of heap and 2 MB of RSS).
+ * plain `http.Server`, so serving plain HTTP does not load them (on Node 20
+ * the HTTP/2 module alone is ≈ 0.6 MB of heap and 2 MB of RSS; Node 22 and
+ * later load them anyway once an ES module runs).
  */
 const requireBuiltin = createRequire(import.meta.url);
 

@@ -304,9 +304,8 @@ export class ServerTracker {
     }
   }
 
-  #on(event: string, listener: (...args: never[]) => void, prepend = false): void {
-    if (prepend) this.server.prependListener(event, listener as (...args: any[]) => void); // eslint-disable-line @typescript-eslint/no-explicit-any
-    else this.server.on(event, listener as (...args: any[]) => void); // eslint-disable-line @typescript-eslint/no-explicit-any
+  #on(event: string, listener: (...args: never[]) => void): void {
+    this.server.on(event, listener as (...args: any[]) => void); // eslint-disable-line @typescript-eslint/no-explicit-any
     this.#listeners.push([event, listener]);
   }
 

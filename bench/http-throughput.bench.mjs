@@ -14,7 +14,9 @@
 // second, the server's CPU time per request over the same window is
 // printed: on a machine shared with other jobs it moves less. The control
 // server (the package loaded and shutdown() installed, no serve())
-// separates serve()'s cost from the process set-up.
+// separates serve()'s cost from the process set-up. Next to the verdict,
+// a 95% confidence interval of the mean ratio, taken across generations,
+// says whether one run can tell the goal apart from the noise.
 //
 // Env: HTTP_TP_ROUNDS (pairs per client, default 24), HTTP_TP_PER_GEN (rounds per
 // generation of processes, default 3), HTTP_TP_SECONDS (window, default 1).
@@ -90,6 +92,28 @@ const median = (xs) => {
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
+/** Two-sided 95% Student t quantiles, by degrees of freedom (1–10; 2.0 beyond). */
+const T95 = [NaN, 12.71, 4.3, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23];
+
+/**
+ * The mean ratio with a 95% confidence interval. Pairs of one generation
+ * share their processes, and so their luck: they are averaged into one
+ * value per generation first, and the interval is taken across those, so
+ * it counts process-to-process spread as well as window noise.
+ */
+function interval(ratios) {
+  const gens = [];
+  for (let i = 0; i < ratios.length; i += PER_GEN) {
+    const g = ratios.slice(i, i + PER_GEN);
+    gens.push(g.reduce((a, b) => a + b, 0) / g.length);
+  }
+  const k = gens.length;
+  const mean = gens.reduce((a, b) => a + b, 0) / k;
+  if (k < 2) return { mean, low: NaN, high: NaN, k };
+  const sd = Math.sqrt(gens.reduce((a, g) => a + (g - mean) ** 2, 0) / (k - 1));
+  const half = (T95[k - 1] ?? 2.0) * (sd / Math.sqrt(k));
+  return { mean, low: mean - half, high: mean + half, k };
+}
 const fmtRps = (v) => `${Math.round(v).toLocaleString("en-US")} req/s`;
 
 let allOk = true;
@@ -135,6 +159,12 @@ for (const [name, measure] of [["autocannon", autocannonRps], ...(haveWrk ? [["w
   const pct = (rs) => rs.map((r) => `${(r * 100).toFixed(1)}%`).join("  ");
   info(`${name}: per pair, ours/bare req/s`, pct(ratios));
   info(`${name}: per pair, bare/ours server CPU per request`, pct(cpuRatios));
+  const ci = interval(ratios);
+  const side = ci.low >= GOAL ? "goal below the interval" : ci.high < GOAL ? "goal above the interval" : "goal inside the interval: this run cannot tell";
+  info(
+    `${name}: ours/bare req/s, mean by generation`,
+    `${(ci.mean * 100).toFixed(1)}%, 95% CI ${(ci.low * 100).toFixed(1)}–${(ci.high * 100).toFixed(1)}% over ${ci.k} generations of processes (${side})`,
+  );
   row(`${name}, ${CONNECTIONS} conns, ${ROUNDS} pairs of ${SECONDS} s: req/s`, fmtRps(median(ours.map((o) => o.rps))), fmtRps(median(bare.map((b) => b.rps))), ratio);
   row(`${name}: server CPU per request (inverse, noise-resistant)`, fmtCpu(median(ours.map((o) => o.cpuPerReq))), fmtCpu(median(bare.map((b) => b.cpuPerReq))), cpuRatio);
   info(`${name}: control, bare/loaded CPU per request (no serve())`, `${(median(controlCpu) * 100).toFixed(1)}%  (per pair: ${pct(controlCpu)})`);

@@ -92,8 +92,9 @@ const median = (xs) => {
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
-/** Two-sided 95% Student t quantiles, by degrees of freedom (1–10; 2.0 beyond). */
+/** Two-sided 95% Student t quantiles by degrees of freedom: a table to 10, then z + (z³ + z) / 4df (at most 1.2% low there, at 11). */
 const T95 = [NaN, 12.71, 4.3, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23];
+const t95 = (df) => T95[df] ?? 1.96 + (1.96 ** 3 + 1.96) / (4 * df);
 
 /**
  * The mean ratio with a 95% confidence interval. Pairs of one generation
@@ -111,7 +112,7 @@ function interval(ratios) {
   const mean = gens.reduce((a, b) => a + b, 0) / k;
   if (k < 2) return { mean, low: NaN, high: NaN, k };
   const sd = Math.sqrt(gens.reduce((a, g) => a + (g - mean) ** 2, 0) / (k - 1));
-  const half = (T95[k - 1] ?? 2.0) * (sd / Math.sqrt(k));
+  const half = t95(k - 1) * (sd / Math.sqrt(k));
   return { mean, low: mean - half, high: mean + half, k };
 }
 const fmtRps = (v) => `${Math.round(v).toLocaleString("en-US")} req/s`;
@@ -163,7 +164,9 @@ for (const [name, measure] of [["autocannon", autocannonRps], ...(haveWrk ? [["w
   const side = ci.low >= GOAL ? "goal below the interval" : ci.high < GOAL ? "goal above the interval" : "goal inside the interval: this run cannot tell";
   info(
     `${name}: ours/bare req/s, mean by generation`,
-    `${(ci.mean * 100).toFixed(1)}%, 95% CI ${(ci.low * 100).toFixed(1)}–${(ci.high * 100).toFixed(1)}% over ${ci.k} generations of processes (${side})`,
+    ci.k < 2
+      ? `${(ci.mean * 100).toFixed(1)}% (one generation of processes: no interval)`
+      : `${(ci.mean * 100).toFixed(1)}%, 95% CI ${(ci.low * 100).toFixed(1)}–${(ci.high * 100).toFixed(1)}% over ${ci.k} generations of processes (${side})`,
   );
   row(`${name}, ${CONNECTIONS} conns, ${ROUNDS} pairs of ${SECONDS} s: req/s`, fmtRps(median(ours.map((o) => o.rps))), fmtRps(median(bare.map((b) => b.rps))), ratio);
   row(`${name}: server CPU per request (inverse, noise-resistant)`, fmtCpu(median(ours.map((o) => o.cpuPerReq))), fmtCpu(median(bare.map((b) => b.cpuPerReq))), cpuRatio);

@@ -6,15 +6,11 @@
 import * as http from "node:http";
 import diagnosticsChannel from "node:diagnostics_channel";
 import * as net from "node:net";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { serve } from "../../src/http/index.js";
-import { Cleanup, latch, listen, RawClient, openHandles } from "./helpers.js";
+import { latch, listen, RawClient, suiteCleanup } from "./helpers.js";
 
-const cleanup = new Cleanup();
-afterEach(() => cleanup.run());
-afterAll(async () => {
-  expect(await openHandles()).toEqual([]);
-});
+const cleanup = suiteCleanup();
 
 function okServer(): http.Server {
   return cleanup.add(http.createServer((_req, res) => res.end("ok")));

@@ -2,16 +2,11 @@
  * S1 with curl as the client, per protocol (skipped where curl is missing).
  */
 import { execFileSync, spawn } from "node:child_process";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { serve } from "../../src/http/index.js";
-import { Cleanup, createServer, latch, listen, type Protocol, openHandles } from "./helpers.js";
+import { createServer, latch, listen, type Protocol, suiteCleanup } from "./helpers.js";
 
-const cleanup = new Cleanup();
-afterEach(() => cleanup.run());
-afterAll(async () => {
-  // Every socket, session and server of the suite is gone.
-  expect(await openHandles()).toEqual([]);
-});
+const cleanup = suiteCleanup();
 
 function hasCurl(): boolean {
   try {

@@ -12,6 +12,7 @@ import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tls from "node:tls";
+import { afterAll, afterEach, expect } from "vitest";
 
 export type H1Protocol = "http" | "https";
 export type H2Protocol = "h2c" | "h2";
@@ -298,4 +299,17 @@ export async function openHandles(): Promise<string[]> {
   // Closing handles finish on the next turns of the loop.
   for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
   return process.getActiveResourcesInfo().filter((type) => /TCP|TLS|Http2/.test(type));
+}
+
+/**
+ * A test file's Cleanup: run after each test, and after the file no socket,
+ * session or server of it is left open. Call once, at the top of the file.
+ */
+export function suiteCleanup(): Cleanup {
+  const cleanup = new Cleanup();
+  afterEach(() => cleanup.run());
+  afterAll(async () => {
+    expect(await openHandles()).toEqual([]);
+  });
+  return cleanup;
 }

@@ -6,17 +6,12 @@ import * as http from "node:http";
 import * as https from "node:https";
 import type * as net from "node:net";
 import { Agent as UndiciAgent, request as undiciRequest } from "undici";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ShutdownTimeoutError } from "../../src/index.js";
 import { drainingToken, requestToken, serve, type GracefulServer } from "../../src/http/index.js";
-import { Cleanup, connect, createServer, latch, listen, RawClient, tryConnect, type H1Protocol, openHandles } from "./helpers.js";
+import { connect, createServer, latch, listen, RawClient, tryConnect, type H1Protocol, suiteCleanup } from "./helpers.js";
 
-const cleanup = new Cleanup();
-afterEach(() => cleanup.run());
-afterAll(async () => {
-  // Every socket, session and server of the suite is gone.
-  expect(await openHandles()).toEqual([]);
-});
+const cleanup = suiteCleanup();
 
 interface Setup {
   graceful: GracefulServer;

@@ -3,17 +3,12 @@
  * are real `http2.connect` sessions (and raw sockets for silent peers).
  */
 import * as http2 from "node:http2";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ShutdownTimeoutError } from "../../src/index.js";
 import { drainingToken, requestToken, serve, type GracefulServer } from "../../src/http/index.js";
-import { Cleanup, connect, createServer, h2connect, h2request, latch, listen, RawClient, tryConnect, type H2Protocol, openHandles } from "./helpers.js";
+import { connect, createServer, h2connect, h2request, latch, listen, RawClient, tryConnect, type H2Protocol, suiteCleanup } from "./helpers.js";
 
-const cleanup = new Cleanup();
-afterEach(() => cleanup.run());
-afterAll(async () => {
-  // Every socket, session and server of the suite is gone.
-  expect(await openHandles()).toEqual([]);
-});
+const cleanup = suiteCleanup();
 
 async function setup(protocol: H2Protocol, options: Parameters<typeof serve>[1] = {}) {
   const gate = latch();

@@ -5,17 +5,12 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { CancellationToken } from "../../src/index.js";
 import { drainingToken, requestToken, serve, type ServeState } from "../../src/http/index.js";
-import { Cleanup, createServer, latch, listen, RawClient, tick, tryConnect, openHandles } from "./helpers.js";
+import { createServer, latch, listen, RawClient, tick, tryConnect, suiteCleanup } from "./helpers.js";
 
-const cleanup = new Cleanup();
-afterEach(() => cleanup.run());
-afterAll(async () => {
-  // Every socket, session and server of the suite is gone.
-  expect(await openHandles()).toEqual([]);
-});
+const cleanup = suiteCleanup();
 
 function okServer(): http.Server {
   return cleanup.add(http.createServer((_req, res) => res.end("ok")));

@@ -424,7 +424,7 @@ export class ServerTracker {
       const res = queue[i]!;
       if (res.writableFinished) {
         // Written out, its 'finish' not emitted yet: it completed.
-        if (this.#draining) this.#host.requestEnded(true);
+        this.#host.requestEnded(true);
         continue;
       }
       const req = res.req;

@@ -24,6 +24,9 @@
  *    receiver was closed), closed once the state is `"closed"`.
  * 6. "Drained" is a token cancelled by `#checkDone`; the drain waits for it
  *    or the deadline with `select` (biased: drained wins a tie).
+ * 7. Shutdown starts only by `shutdown()`, the signal, or, while serving,
+ *    when Node reports every server closed and drained (the application
+ *    closed them itself): a coordinator never outlives its servers.
  */
 import * as http from "node:http";
 import type * as http2 from "node:http2";
@@ -289,6 +292,11 @@ class Coordinator implements GracefulServer, TrackerHost {
   }
 
   shutdown(): Promise<ShutdownReport> {
+    return this.#shutdown(false);
+  }
+
+  /** `closedByApp`: every server was closed and reported drained by Node (see `serverClosed`). */
+  #shutdown(closedByApp: boolean): Promise<ShutdownReport> {
     if (this.#promise !== null) return this.#promise;
     this.#promise = new Promise<ShutdownReport>((resolve) => {
       this.#resolve = resolve;
@@ -299,7 +307,7 @@ class Coordinator implements GracefulServer, TrackerHost {
     this.#t0 = performance.now();
     this.#phase = STOPPING;
     const listening = this.servers.some((server) => server.listening);
-    const open = this.#trackers.some((tracker) => tracker.conns.size > 0);
+    const open = !closedByApp && this.#trackers.some((tracker) => tracker.conns.size > 0);
     if (!listening && !open) {
       this.#finish();
     } else if (this.#beforeCloseMs > 0) {
@@ -534,6 +542,22 @@ class Coordinator implements GracefulServer, TrackerHost {
 
   upgradedWhileDraining(): void {
     this.#upgradesNotified++;
+  }
+
+  /**
+   * The application closed a server itself (`server.close()`, a framework's
+   * `close()`) and Node reports it drained. Once every server of ours is
+   * closed that way (or never had a connection), nothing is left to serve:
+   * the coordinator closes with an empty report, which lets go of the
+   * signal, the listeners and the diagnostics channels (a coordinator left
+   * attached would keep all three for the life of the process).
+   */
+  serverClosed(): void {
+    if (this.#phase !== SERVING) return;
+    const settled = this.#trackers.every((t) => !t.server.listening && (t.reportedClose || t.conns.size === 0));
+    // Connections of ours still listed are destroyed ones whose 'close'
+    // event is yet to come: Node emits the server's first.
+    if (settled) void this.#shutdown(true);
   }
 
   // -------------------------------------------------------------------------

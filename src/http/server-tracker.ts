@@ -79,6 +79,8 @@ export interface TrackerHost extends TokenSource {
   requestEnded(completed: boolean): void;
   /** A connection was upgraded while draining: it was notified at once. */
   upgradedWhileDraining(): void;
+  /** The server emitted 'close' (`reportedClose`). */
+  serverClosed(): void;
 }
 
 export class Conn {
@@ -237,6 +239,12 @@ export class ServerTracker {
   readonly #sessions = new Map<ServerHttp2Session, Conn>();
   /** Node emitted 'close' for the listener we closed, or there was none to wait for. */
   closeSettled = true;
+  /**
+   * Node emitted 'close' since the server last listened: it stopped
+   * listening and every connection Node counts for it ended (some of ours
+   * may still await their own 'close' event).
+   */
+  reportedClose = false;
   /** The drain started: new requests count as active and are told `Connection: close`. */
   #draining = false;
   /** The followed events (invariant 4) our listener is currently on. */
@@ -264,6 +272,11 @@ export class ServerTracker {
       this.#on("connection", (socket: Socket) => this.#track(new Conn(this.#host, H1, socket, null)));
     }
     if (this.#h2) this.#on("session", (session: ServerHttp2Session) => this.#onSession(session));
+    this.#on("listening", () => (this.reportedClose = false));
+    this.#on("close", () => {
+      this.reportedClose = true;
+      this.#host.serverClosed();
+    });
     this.#on("newListener", (event: string | symbol, listener: unknown) => {
       if (isFollowed(event) && listener !== this.#onUpgrade) this.#follow(event, 1);
     });

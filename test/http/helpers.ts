@@ -4,6 +4,7 @@
  * every socket, session and server is closed in afterEach.
  */
 import { execFileSync } from "node:child_process";
+import diagnosticsChannel from "node:diagnostics_channel";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import * as http from "node:http";
 import * as http2 from "node:http2";
@@ -47,8 +48,9 @@ export class Cleanup {
   add<T extends Closable | net.Server>(item: T): T {
     this.#items.push(() => {
       if (item instanceof net.Server) {
+        // Closed even when not listening: its 'close' lets a coordinator
+        // serve() left attached close too (see suiteCleanup).
         return new Promise<void>((resolve) => {
-          if (!item.listening) return resolve();
           (item as { closeAllConnections?: () => void }).closeAllConnections?.();
           item.close(() => resolve());
         });
@@ -303,13 +305,16 @@ export async function openHandles(): Promise<string[]> {
 
 /**
  * A test file's Cleanup: run after each test, and after the file no socket,
- * session or server of it is left open. Call once, at the top of the file.
+ * session or server of it is left open, and no coordinator is left attached
+ * (it would keep the HTTP diagnostics channels subscribed). Call once, at
+ * the top of the file.
  */
 export function suiteCleanup(): Cleanup {
   const cleanup = new Cleanup();
   afterEach(() => cleanup.run());
   afterAll(async () => {
     expect(await openHandles()).toEqual([]);
+    expect(diagnosticsChannel.hasSubscribers("http.server.request.start")).toBe(false);
   });
   return cleanup;
 }

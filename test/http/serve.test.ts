@@ -2,13 +2,15 @@
  * serve(): the coordinator's contract — options, idempotence, state,
  * several servers, attaching after listen(), and cleanliness.
  */
+import diagnosticsChannel from "node:diagnostics_channel";
+import { getEventListeners } from "node:events";
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { describe, expect, it } from "vitest";
 import { CancellationToken } from "../../src/index.js";
 import { drainingToken, requestToken, serve, type ServeState } from "../../src/http/index.js";
-import { createServer, latch, listen, RawClient, tick, tryConnect, suiteCleanup } from "./helpers.js";
+import { connect, createServer, h2connect, h2request, latch, listen, RawClient, tick, tryConnect, suiteCleanup } from "./helpers.js";
 
 const cleanup = suiteCleanup();
 
@@ -152,6 +154,117 @@ describe("serve() lifecycle", () => {
       expect(graceful.isReady).toBe(true);
     }
     expect(await tryConnect(port)).toBe("ECONNREFUSED");
+  });
+
+  it("a server the application closes itself closes its coordinator, which lets go of the signal, the listeners and the channels", async () => {
+    const stop = new AbortController();
+    const server = okServer();
+    const before = server.eventNames().map((name) => [name, server.listenerCount(name)]);
+    const graceful = serve(server, { signal: stop.signal });
+    await listen(server);
+    expect(getEventListeners(stop.signal, "abort")).toHaveLength(1);
+    expect(diagnosticsChannel.hasSubscribers("http.server.request.start")).toBe(true);
+    await new Promise((resolve) => server.close(resolve));
+    // Our 'close' listener ran before the one close() added.
+    expect(graceful.state.borrow()).toBe("closed");
+    expect(await graceful.shutdown()).toMatchObject({ listenerClosedMs: null, connectionsClosedGracefully: 0, connectionsForced: 0, deadlineHit: false });
+    expect(getEventListeners(stop.signal, "abort")).toHaveLength(0);
+    expect(diagnosticsChannel.hasSubscribers("http.server.request.start")).toBe(false);
+    expect(diagnosticsChannel.hasSubscribers("http.server.response.finish")).toBe(false);
+    expect(server.eventNames().map((name) => [name, server.listenerCount(name)])).toEqual(before);
+    // Served anew, it drains as usual.
+    const again = serve(server);
+    const port = await listen(server);
+    expect((await again.shutdown()).listenerClosedMs).not.toBeNull();
+    expect(await tryConnect(port)).toBe("ECONNREFUSED");
+  });
+
+  it("a server the application closes keeps its coordinator serving until Node reports its last connection gone", async () => {
+    const respond = latch();
+    const arrived = latch();
+    const server = cleanup.add(
+      http.createServer((_req, res) => {
+        arrived.release();
+        void respond.promise.then(() => res.end("ok"));
+      }),
+    );
+    const graceful = serve(server);
+    const port = await listen(server);
+    const client = new RawClient(cleanup.add(net.connect(port, "127.0.0.1")));
+    client.get("/");
+    await arrived.promise;
+    const closed = new Promise((resolve) => server.close(resolve));
+    await tick(20);
+    // Not listening, but a request is in flight: nothing has started.
+    expect(graceful.state.borrow()).toBe("serving");
+    expect(graceful.isReady).toBe(false);
+    respond.release();
+    expect((await client.response(1)).body).toBe("ok");
+    expect(graceful.state.borrow()).toBe("serving");
+    client.socket.destroy();
+    await closed;
+    expect(graceful.state.borrow()).toBe("closed");
+    expect((await graceful.shutdown()).deadlineHit).toBe(false);
+  });
+
+  it.each(["http", "https", "h2c", "h2"] as const)("%s: after a request, the client leaving and server.close(), the coordinator is closed", async (protocol) => {
+    const server = cleanup.add(createServer(protocol, (_req, res) => res.end("ok")));
+    const graceful = serve(server);
+    const port = await listen(server);
+    if (protocol === "h2c" || protocol === "h2") {
+      const session = cleanup.add(await h2connect(protocol, port));
+      expect((await h2request(session, "/").done).body).toBe("ok");
+      session.close();
+    } else {
+      const client = new RawClient(cleanup.add(await connect(protocol, port)));
+      client.get("/");
+      expect((await client.response(1)).body).toBe("ok");
+      client.socket.end();
+    }
+    await new Promise((resolve) => server.close(resolve));
+    expect(graceful.state.borrow()).toBe("closed");
+    expect(await graceful.shutdown()).toMatchObject({ listenerClosedMs: null, connectionsClosedGracefully: 0, connectionsForced: 0 });
+  });
+
+  it("of several servers, the coordinator closes once the application closed the last one", async () => {
+    const first = okServer();
+    const second = okServer();
+    const graceful = serve([first, second]);
+    await listen(first);
+    await listen(second);
+    await new Promise((resolve) => first.close(resolve));
+    expect(graceful.state.borrow()).toBe("serving");
+    await new Promise((resolve) => second.close(resolve));
+    expect(graceful.state.borrow()).toBe("closed");
+  });
+
+  it("a server closed, listening again and closed with a request in flight keeps the coordinator serving", async () => {
+    const respond = latch();
+    const arrived = latch();
+    const first = cleanup.add(
+      http.createServer((_req, res) => {
+        arrived.release();
+        void respond.promise.then(() => res.end("ok"));
+      }),
+    );
+    const second = okServer();
+    const graceful = serve([first, second]);
+    await listen(first);
+    await listen(second);
+    await new Promise((resolve) => first.close(resolve));
+    // Its earlier 'close' no longer counts once it listens again.
+    const port = await listen(first);
+    const client = new RawClient(cleanup.add(net.connect(port, "127.0.0.1")));
+    client.get("/");
+    await arrived.promise;
+    const firstClosed = new Promise((resolve) => first.close(resolve));
+    await new Promise((resolve) => second.close(resolve));
+    expect(graceful.state.borrow()).toBe("serving");
+    respond.release();
+    expect((await client.response(1)).body).toBe("ok");
+    client.socket.destroy();
+    await firstClosed;
+    expect(graceful.state.borrow()).toBe("closed");
   });
 
   it("every listener serve() added is removed once closed", async () => {

@@ -12,22 +12,28 @@
 // they live: where the heap landed, how JIT and GC heuristics settled) is
 // spread over the median instead of deciding it. Besides requests per
 // second, the server's CPU time per request over the same window is
-// printed: on a machine shared with other jobs it moves less. The control
-// server (the package loaded and shutdown() installed, no serve())
-// separates serve()'s cost from the process set-up. Next to the verdict,
-// a 95% confidence interval of the mean ratio, taken across generations,
-// says whether one run can tell the goal apart from the noise.
+// printed: on a machine shared with other jobs it moves less. Next to the
+// verdict, a 95% confidence interval of the mean ratio, taken across
+// generations, says whether one run can tell the goal apart from the noise.
+// Process luck is the larger part of the noise, so the default spends the
+// time on many short generations (16 of 2 pairs) rather than long ones.
+// HTTP_TP_CONTROL=1 adds a control server (the package loaded and
+// shutdown() installed, no serve()) that separates serve()'s cost from the
+// process set-up; it costs a third more time per pair, so it is off by
+// default.
 //
-// Env: HTTP_TP_ROUNDS (pairs per client, default 24), HTTP_TP_PER_GEN (rounds per
-// generation of processes, default 3), HTTP_TP_SECONDS (window, default 1).
+// Env: HTTP_TP_ROUNDS (pairs per client, default 32), HTTP_TP_PER_GEN (rounds per
+// generation of processes, default 2), HTTP_TP_SECONDS (window, default 1),
+// HTTP_TP_CONTROL (1: add the control server).
 import { existsSync } from "node:fs";
 import { header, info } from "./harness.mjs";
 import { startServer } from "./http/child.mjs";
 import { runWrk, findWrk } from "./http/clients.mjs";
 
-const ROUNDS = Number(process.env.HTTP_TP_ROUNDS ?? 24);
+const ROUNDS = Number(process.env.HTTP_TP_ROUNDS ?? 32);
 const SECONDS = Number(process.env.HTTP_TP_SECONDS ?? 1);
-const PER_GEN = Number(process.env.HTTP_TP_PER_GEN ?? 3);
+const PER_GEN = Number(process.env.HTTP_TP_PER_GEN ?? 2);
+const CONTROL = process.env.HTTP_TP_CONTROL === "1";
 const CONNECTIONS = 32;
 const GOAL = 0.97;
 
@@ -42,10 +48,10 @@ if (!haveWrk) info("wrk", "skipped: binary not found (Debian: apt-get install -y
 
 const { default: autocannon } = await import("autocannon");
 
-const STRATEGIES = ["bare", "loaded", "ours"];
+const STRATEGIES = CONTROL ? ["bare", "loaded", "ours"] : ["bare", "ours"];
 
 /**
- * Starts the three servers (maxDelayMs 0: the handler answers at once, so
+ * Starts the servers (maxDelayMs 0: the handler answers at once, so
  * per-request overhead shows). Which one starts first rotates with each
  * generation, so no strategy always gets the same place. (Checked: three
  * bare servers started in a fixed order measure 99.6–101.7% of each other.)
@@ -128,9 +134,9 @@ for (const [name, measure] of [["autocannon", autocannonRps], ...(haveWrk ? [["w
   const ours = [];
   const ratios = [];
   const cpuRatios = [];
-  // Control: "loaded" is the same process as "ours" without serve() (the
-  // package imported, shutdown() installed), to tell serve()'s own cost
-  // from the process set-up's. It does not enter the goal.
+  // Control (HTTP_TP_CONTROL=1): "loaded" is the same process as "ours"
+  // without serve() (the package imported, shutdown() installed), to tell
+  // serve()'s own cost from the process set-up's. It does not enter the goal.
   const controlCpu = [];
   const serveCpu = [];
   for (let i = 0; i < ROUNDS; i++) {
@@ -141,15 +147,17 @@ for (const [name, measure] of [["autocannon", autocannonRps], ...(haveWrk ? [["w
       for (const s of STRATEGIES) await window(servers[s], measure);
     }
     // The order flips every other round so neither side always runs first.
-    const order = i % 2 === 0 ? ["bare", "loaded", "ours"] : ["ours", "loaded", "bare"];
+    const order = i % 2 === 0 ? STRATEGIES : [...STRATEGIES].reverse();
     const got = {};
     for (const s of order) got[s] = await window(servers[s], measure);
     bare.push(got.bare);
     ours.push(got.ours);
     ratios.push(got.ours.rps / got.bare.rps);
     cpuRatios.push(got.bare.cpuPerReq / got.ours.cpuPerReq);
-    controlCpu.push(got.bare.cpuPerReq / got.loaded.cpuPerReq);
-    serveCpu.push(got.loaded.cpuPerReq / got.ours.cpuPerReq);
+    if (CONTROL) {
+      controlCpu.push(got.bare.cpuPerReq / got.loaded.cpuPerReq);
+      serveCpu.push(got.loaded.cpuPerReq / got.ours.cpuPerReq);
+    }
   }
   await stopAll(servers);
   servers = null;
@@ -170,8 +178,10 @@ for (const [name, measure] of [["autocannon", autocannonRps], ...(haveWrk ? [["w
   );
   row(`${name}, ${CONNECTIONS} conns, ${ROUNDS} pairs of ${SECONDS} s: req/s`, fmtRps(median(ours.map((o) => o.rps))), fmtRps(median(bare.map((b) => b.rps))), ratio);
   row(`${name}: server CPU per request (inverse, noise-resistant)`, fmtCpu(median(ours.map((o) => o.cpuPerReq))), fmtCpu(median(bare.map((b) => b.cpuPerReq))), cpuRatio);
-  info(`${name}: control, bare/loaded CPU per request (no serve())`, `${(median(controlCpu) * 100).toFixed(1)}%  (per pair: ${pct(controlCpu)})`);
-  info(`${name}: serve() alone, loaded/ours CPU per request`, `${(median(serveCpu) * 100).toFixed(1)}%  (per pair: ${pct(serveCpu)})`);
+  if (CONTROL) {
+    info(`${name}: control, bare/loaded CPU per request (no serve())`, `${(median(controlCpu) * 100).toFixed(1)}%  (per pair: ${pct(controlCpu)})`);
+    info(`${name}: serve() alone, loaded/ours CPU per request`, `${(median(serveCpu) * 100).toFixed(1)}%  (per pair: ${pct(serveCpu)})`);
+  }
 }
 
 function row(label, oursText, bareText, ratio) {
@@ -182,4 +192,4 @@ function fmtCpu(us) {
   return `${us.toFixed(2)} µs/req`;
 }
 process.exitCode = 0;
-if (!allOk) info("throughput", "MISS on at least one client (noisy machines: see the intervals; HTTP_TP_ROUNDS=72 HTTP_TP_PER_GEN=1 narrows them, ≈ 20 min)");
+if (!allOk) info("throughput", "MISS on at least one client (noisy machines: see the intervals; HTTP_TP_ROUNDS=72 HTTP_TP_PER_GEN=1 narrows them, ≈ 12 min per Node version)");

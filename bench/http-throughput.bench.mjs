@@ -192,4 +192,4 @@ function fmtCpu(us) {
   return `${us.toFixed(2)} µs/req`;
 }
 process.exitCode = 0;
-if (!allOk) info("throughput", "MISS on at least one client (noisy machines: see the intervals; HTTP_TP_ROUNDS=72 HTTP_TP_PER_GEN=1 narrows them, ≈ 12 min per Node version)");
+if (!allOk) info("throughput", "MISS on at least one client (noisy machines: see the intervals; HTTP_TP_ROUNDS=72 HTTP_TP_PER_GEN=1 narrows them, ≈ 15 min per Node version)");

@@ -547,10 +547,11 @@ class Coordinator implements GracefulServer, TrackerHost {
   /**
    * The application closed a server itself (`server.close()`, a framework's
    * `close()`) and Node reports it drained. Once every server of ours is
-   * closed that way (or never had a connection), nothing is left to serve:
-   * the coordinator closes with an empty report, which lets go of the
-   * signal, the listeners and the diagnostics channels (a coordinator left
-   * attached would keep all three for the life of the process).
+   * closed that way (or is not listening, with no connection open), nothing
+   * is left to serve: the coordinator closes with an empty report, which
+   * lets go of the signal, the listeners and the diagnostics channels (a
+   * coordinator left attached would keep all three for the life of the
+   * process).
    */
   serverClosed(): void {
     if (this.#phase !== SERVING) return;

@@ -8,7 +8,7 @@ import diagnosticsChannel from "node:diagnostics_channel";
 import * as net from "node:net";
 import { describe, expect, it } from "vitest";
 import { serve } from "../../src/http/index.js";
-import { latch, listen, RawClient, suiteCleanup } from "./helpers.js";
+import { heldServer, listen, RawClient, suiteCleanup } from "./helpers.js";
 
 const cleanup = suiteCleanup();
 
@@ -23,14 +23,7 @@ describe("diagnostics channels", () => {
     const RESPONSE_FINISH = "http.server.response.finish";
     const subscribed = (): [boolean, boolean] => [diagnosticsChannel.hasSubscribers(REQUEST_START), diagnosticsChannel.hasSubscribers(RESPONSE_FINISH)];
     expect(subscribed()).toEqual([false, false]);
-    const gate = latch();
-    const started = latch();
-    const server = cleanup.add(
-      http.createServer((_req, res) => {
-        started.release();
-        void gate.promise.then(() => res.end("ok"));
-      }),
-    );
+    const { server, arrived, respond } = heldServer(cleanup);
     const other = okServer();
     const graceful = serve(server, { idleGraceMs: 60_000 });
     const otherGraceful = serve(other);
@@ -39,9 +32,9 @@ describe("diagnostics channels", () => {
     const port = await listen(server);
     const client = new RawClient(cleanup.add(net.connect(port, "127.0.0.1")));
     client.get("/");
-    await started.promise;
+    await arrived;
     const done = graceful.shutdown();
-    gate.release();
+    respond();
     expect((await client.response(1)).headers.connection).toBe("close");
     await done;
     // The other server is still served.

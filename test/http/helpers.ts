@@ -296,6 +296,22 @@ export function latch(): { promise: Promise<void>; release: () => void } {
   return { promise, release };
 }
 
+/**
+ * An HTTP/1 server (closed by `cleanup`) whose responses wait for
+ * `respond()`; `arrived` resolves once its first request is in the handler.
+ */
+export function heldServer(cleanup: Cleanup): { server: http.Server; arrived: Promise<void>; respond: () => void } {
+  const arrived = latch();
+  const gate = latch();
+  const server = cleanup.add(
+    http.createServer((_req, res) => {
+      arrived.release();
+      void gate.promise.then(() => res.end("ok"));
+    }),
+  );
+  return { server, arrived: arrived.promise, respond: gate.release };
+}
+
 /** Socket and server handles currently open in this process, by type. */
 export async function openHandles(): Promise<string[]> {
   // Closing handles finish on the next turns of the loop.

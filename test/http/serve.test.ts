@@ -10,7 +10,7 @@ import * as net from "node:net";
 import { describe, expect, it } from "vitest";
 import { CancellationToken } from "../../src/index.js";
 import { drainingToken, requestToken, serve, type ServeState } from "../../src/http/index.js";
-import { connect, createServer, h2connect, h2request, latch, listen, RawClient, tick, tryConnect, suiteCleanup } from "./helpers.js";
+import { connect, createServer, h2connect, h2request, heldServer, latch, listen, RawClient, tick, tryConnect, suiteCleanup } from "./helpers.js";
 
 const cleanup = suiteCleanup();
 
@@ -180,25 +180,18 @@ describe("serve() lifecycle", () => {
   });
 
   it("a server the application closes keeps its coordinator serving until Node reports its last connection gone", async () => {
-    const respond = latch();
-    const arrived = latch();
-    const server = cleanup.add(
-      http.createServer((_req, res) => {
-        arrived.release();
-        void respond.promise.then(() => res.end("ok"));
-      }),
-    );
+    const { server, arrived, respond } = heldServer(cleanup);
     const graceful = serve(server);
     const port = await listen(server);
     const client = new RawClient(cleanup.add(net.connect(port, "127.0.0.1")));
     client.get("/");
-    await arrived.promise;
+    await arrived;
     const closed = new Promise((resolve) => server.close(resolve));
     await tick(20);
     // Not listening, but a request is in flight: nothing has started.
     expect(graceful.state.borrow()).toBe("serving");
     expect(graceful.isReady).toBe(false);
-    respond.release();
+    respond();
     expect((await client.response(1)).body).toBe("ok");
     expect(graceful.state.borrow()).toBe("serving");
     client.socket.destroy();
@@ -239,14 +232,7 @@ describe("serve() lifecycle", () => {
   });
 
   it("a server closed, listening again and closed with a request in flight keeps the coordinator serving", async () => {
-    const respond = latch();
-    const arrived = latch();
-    const first = cleanup.add(
-      http.createServer((_req, res) => {
-        arrived.release();
-        void respond.promise.then(() => res.end("ok"));
-      }),
-    );
+    const { server: first, arrived, respond } = heldServer(cleanup);
     const second = okServer();
     const graceful = serve([first, second]);
     await listen(first);
@@ -256,11 +242,11 @@ describe("serve() lifecycle", () => {
     const port = await listen(first);
     const client = new RawClient(cleanup.add(net.connect(port, "127.0.0.1")));
     client.get("/");
-    await arrived.promise;
+    await arrived;
     const firstClosed = new Promise((resolve) => first.close(resolve));
     await new Promise((resolve) => second.close(resolve));
     expect(graceful.state.borrow()).toBe("serving");
-    respond.release();
+    respond();
     expect((await client.response(1)).body).toBe("ok");
     client.socket.destroy();
     await firstClosed;

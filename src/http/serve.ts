@@ -26,7 +26,8 @@
  *    or the deadline with `select` (biased: drained wins a tie).
  * 7. Shutdown starts only by `shutdown()`, the signal, or, while serving,
  *    when Node reports every server closed and drained (the application
- *    closed them itself): a coordinator never outlives its servers.
+ *    closed them itself): a coordinator does not outlive servers the
+ *    application closed.
  */
 import * as http from "node:http";
 import type * as http2 from "node:http2";

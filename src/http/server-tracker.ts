@@ -27,7 +27,12 @@
  *    a subscriber costs one short-lived message object per request, less
  *    than a 'request' listener (two listeners make every emit copy the
  *    listener array), and it changes nothing about which events Node
- *    emits.
+ *    emits. A message finds its connection on the socket itself (a
+ *    symbol-keyed property of ours, set once per connection, never
+ *    deleted: deleting would turn the socket into a slow dictionary
+ *    object), and what to do in the connection's `mode`; so a request
+ *    touches no other object of ours: each one more (a `WeakMap` table,
+ *    the tracker) is a cache line taken from Node's own work on the request.
  *    HTTP/2 streams are seen by a listener prepended to each session's
  *    'stream'.
  *    `queue` holds an HTTP/1 connection's responses in flight, in request
@@ -63,6 +68,11 @@ export const H1 = 1;
 export const H2 = 2;
 export const UPGRADED = 3;
 
+/** `Conn.mode` values. */
+const IGNORE = 0;
+const QUEUE = 1;
+const DRAIN = 2;
+
 /** Phases of a coordinator, in order. */
 export const SERVING = 0;
 export const STOPPING = 1; // shutdown started, `beforeCloseMs` still serving
@@ -89,6 +99,13 @@ export class Conn {
   session: ServerHttp2Session | null;
   /** The tracker whose requests arrive on this socket; `null` once it detached. */
   tracker: ServerTracker | null = null;
+  /**
+   * What the request hooks do with this connection's HTTP/1 requests
+   * (invariant 3): `QUEUE` while serving, `DRAIN` from the drain start on,
+   * `IGNORE` once its tracker detached. Read on the connection itself so a
+   * request touches nothing else of ours.
+   */
+  mode = IGNORE;
   active = 0;
   idleSince: number;
   idleBytes: number;
@@ -127,17 +144,27 @@ const RESPONSE_FINISH = "http.server.response.finish";
 const FOLLOWED = ["upgrade", "connect"] as const;
 type Followed = (typeof FOLLOWED)[number];
 const trackers = new WeakMap<object, ServerTracker>();
-/** Every tracked HTTP/1 socket and HTTP/2 session, for request and `requestToken()` lookups. */
-const connOf = new WeakMap<object, Conn>();
+/**
+ * The `Conn` of a tracked socket or HTTP/2 session, kept on the object itself
+ * under a symbol of ours (invariant 3).
+ */
+const CONN = Symbol("cancelkit.conn");
+interface Tagged {
+  [CONN]?: Conn;
+}
+function connOf(target: object): Conn | undefined {
+  return (target as Tagged)[CONN];
+}
 /** Attached trackers: both channels are subscribed while there is one (invariant 3). */
 let attachedTrackers = 0;
 
 /** Every HTTP/1 request of the process, served or not (invariant 3). */
 function onRequestStart(message: unknown): void {
   const m = message as RequestStartMessage;
-  const conn = connOf.get(m.socket);
-  if (conn !== undefined) conn.tracker?.onRequest(conn, m.response);
-  else trackers.get(m.server as object)?.adopt(m.response, m.socket);
+  const conn = (m.socket as Tagged)[CONN];
+  if (conn === undefined) trackers.get(m.server as object)?.adopt(m.response, m.socket);
+  else if (conn.mode === QUEUE) conn.queue.push(m.response); // the hot path: one push, nothing allocated
+  else if (conn.mode === DRAIN) conn.tracker!.onDrainingRequest(conn, m.response);
 }
 
 interface ResponseFinishMessage {
@@ -152,8 +179,31 @@ interface ResponseFinishMessage {
  */
 function onResponseFinishMessage(message: unknown): void {
   const m = message as ResponseFinishMessage;
-  const conn = connOf.get(m.socket);
-  if (conn !== undefined) conn.tracker?.onResponseFinish(conn, m.response);
+  const conn = (m.socket as Tagged)[CONN];
+  if (conn !== undefined && conn.mode !== IGNORE) onResponseFinish(conn, m.response);
+}
+
+/** `res` finished: it leaves the queue. */
+function onResponseFinish(conn: Conn, res: ServerResponse): void {
+  const queue = conn.queue;
+  // Normally the oldest, and the only one. `pop()`, not `length = 0`: V8
+  // drops an array's storage when its length is set to 0, and the next
+  // push would allocate it again, once per request.
+  if (queue.length === 1 && queue[0] === res) queue.pop();
+  else {
+    let i = 0;
+    while (i < queue.length && queue[i] !== res) i++;
+    if (i === queue.length) return;
+    // Shift the later ones down (splice would allocate).
+    for (let j = i + 1; j < queue.length; j++) queue[j - 1] = queue[j]!;
+    queue.pop();
+  }
+  if (conn.mode !== DRAIN) return;
+  if (--conn.active === 0) {
+    conn.idleSince = performance.now();
+    conn.idleBytes = conn.socket!.bytesRead;
+  }
+  conn.host.requestEnded(true);
 }
 
 /**
@@ -188,7 +238,7 @@ export function lookupState(req: object): RequestState | undefined {
   if (key !== req || typeof (req as { respond?: unknown }).respond === "function") {
     // HTTP/2: the stream's session tells the coordinator.
     const stream = key as ServerHttp2Stream;
-    const conn = stream.session ? connOf.get(stream.session) : undefined;
+    const conn = stream.session ? connOf(stream.session) : undefined;
     if (conn === undefined) return undefined;
     const state = stream.closed
       ? new RequestState(conn.host, false, stream.rstCode === 0 && stream.writableFinished ? FINISHED : ABORTED, clientGoneReason())
@@ -197,7 +247,7 @@ export function lookupState(req: object): RequestState | undefined {
     return state;
   }
   const socket = (req as IncomingMessage).socket;
-  const conn = socket ? connOf.get(socket) : undefined;
+  const conn = socket ? connOf(socket) : undefined;
   if (conn === undefined) return undefined;
   const queue = conn.queue;
   let i = 0;
@@ -294,7 +344,10 @@ export class ServerTracker {
       diagnosticsChannel.unsubscribe(RESPONSE_FINISH, onResponseFinishMessage);
     }
     this.#draining = false;
-    for (const conn of this.conns) conn.tracker = null;
+    for (const conn of this.conns) {
+      conn.tracker = null;
+      conn.mode = IGNORE;
+    }
     for (const [event, listener] of this.#listeners) this.server.removeListener(event, listener as (...args: any[]) => void); // eslint-disable-line @typescript-eslint/no-explicit-any
     this.#listeners.length = 0;
     for (const event of this.#following) this.server.removeListener(event, this.#onUpgrade);
@@ -308,6 +361,7 @@ export class ServerTracker {
   startDrain(): void {
     this.#draining = true;
     for (const conn of this.conns) {
+      conn.mode = DRAIN;
       const queue = conn.queue;
       if (queue.length === 0) continue;
       pruneFinished(queue);
@@ -343,8 +397,9 @@ export class ServerTracker {
   #track(conn: Conn): Conn {
     const socket = conn.socket!;
     conn.tracker = this;
+    conn.mode = this.#draining ? DRAIN : QUEUE;
     this.conns.add(conn);
-    connOf.set(socket, conn);
+    (socket as Tagged)[CONN] = conn;
     socket.once("close", () => {
       this.#abortQueue(conn);
       this.#untrack(conn);
@@ -354,7 +409,7 @@ export class ServerTracker {
 
   /** The tracked connection of `socket`, if this tracker has one. */
   #connOf(socket: Socket): Conn | undefined {
-    const conn = connOf.get(socket);
+    const conn = connOf(socket);
     return conn !== undefined && conn.tracker === this && this.conns.has(conn) ? conn : undefined;
   }
 
@@ -389,14 +444,8 @@ export class ServerTracker {
     this.#track(new Conn(this.#host, H1, socket, null));
   }
 
-  /** Every HTTP/1 request on a socket of ours, before any user handler (invariant 3). */
-  onRequest(conn: Conn, res: ServerResponse): void {
-    // The hot path while serving: one push, nothing allocated.
-    if (!this.#draining) conn.queue.push(res);
-    else this.#onDrainingRequest(conn, res);
-  }
-
-  #onDrainingRequest(conn: Conn, res: ServerResponse): void {
+  /** An HTTP/1 request on a socket of ours while draining, before any user handler (invariant 3). */
+  onDrainingRequest(conn: Conn, res: ServerResponse): void {
     conn.active++;
     conn.queue.push(res);
     announceClose(conn, res);
@@ -404,30 +453,9 @@ export class ServerTracker {
 
   /** A request on a socket accepted before serve() attached: the socket is adopted. */
   adopt(res: ServerResponse, socket: Socket): void {
-    this.onRequest(this.#track(new Conn(this.#host, H1, socket, null)), res);
-  }
-
-  /** `res` finished: it leaves the queue. */
-  onResponseFinish(conn: Conn, res: ServerResponse): void {
-    const queue = conn.queue;
-    // Normally the oldest, and the only one. `pop()`, not `length = 0`: V8
-    // drops an array's storage when its length is set to 0, and the next
-    // push would allocate it again, once per request.
-    if (queue.length === 1 && queue[0] === res) queue.pop();
-    else {
-      let i = 0;
-      while (i < queue.length && queue[i] !== res) i++;
-      if (i === queue.length) return;
-      // Shift the later ones down (splice would allocate).
-      for (let j = i + 1; j < queue.length; j++) queue[j - 1] = queue[j]!;
-      queue.pop();
-    }
-    if (!this.#draining) return;
-    if (--conn.active === 0) {
-      conn.idleSince = performance.now();
-      conn.idleBytes = conn.socket!.bytesRead;
-    }
-    this.#host.requestEnded(true);
+    const conn = this.#track(new Conn(this.#host, H1, socket, null));
+    if (conn.mode === DRAIN) this.onDrainingRequest(conn, res);
+    else conn.queue.push(res);
   }
 
   /** The socket closed: requests still in flight never got their response. */
@@ -468,7 +496,7 @@ export class ServerTracker {
     const conn = new Conn(host, H2, null, session);
     this.conns.add(conn);
     this.#sessions.set(session, conn);
-    connOf.set(session, conn);
+    (session as Tagged)[CONN] = conn;
     session.prependListener("stream", (stream: ServerHttp2Stream) => {
       conn.active++;
       stream.on("close", () => {

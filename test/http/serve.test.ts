@@ -423,6 +423,32 @@ describe("how requests are seen", () => {
     expect(report).toMatchObject({ connectionsClosedGracefully: 1, connectionsForced: 0, deadlineHit: false });
   });
 
+  it("a served connection carries one symbol-keyed property of ours, set when it connects; an unserved one none", async () => {
+    const ours = (socket: net.Socket) => Object.getOwnPropertySymbols(socket).filter((key) => key.description === "cancelkit.conn");
+    const seen: Array<{ keys: symbol[]; value: unknown; names: string[] }> = [];
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const keys = ours(req.socket);
+      seen.push({ keys, value: keys.length === 1 ? (req.socket as unknown as Record<symbol, unknown>)[keys[0]!] : undefined, names: Object.keys(req.socket) });
+      res.end("ok");
+    };
+    const served = cleanup.add(http.createServer(handler));
+    serve(served);
+    const bare = cleanup.add(http.createServer(handler));
+    const client = new RawClient(cleanup.add(net.connect(await listen(served), "127.0.0.1")));
+    client.get("/");
+    client.get("/");
+    await client.response(2);
+    const other = new RawClient(cleanup.add(net.connect(await listen(bare), "127.0.0.1")));
+    other.get("/");
+    await other.response(1);
+    expect(seen.map((s) => s.keys.length)).toEqual([1, 1, 0]);
+    // The same value on both requests of the connection: set once, when it connected.
+    expect(seen[0]!.value).toBeDefined();
+    expect(seen[1]!.value).toBe(seen[0]!.value);
+    // Not a string key: Object.keys, JSON and for-in do not see it.
+    expect(seen[0]!.names).toEqual(seen[2]!.names);
+  });
+
   it("serve() adds no 'checkContinue' / 'checkExpectation' listener of its own: Node still answers Expect itself", async () => {
     const server = okServer();
     serve(server);

@@ -161,9 +161,9 @@ let attachedTrackers = 0;
 /** Every HTTP/1 request of the process, served or not (invariant 3). */
 function onRequestStart(message: unknown): void {
   const m = message as RequestStartMessage;
-  const conn = (m.socket as Tagged)[CONN];
-  if (conn === undefined) trackers.get(m.server as object)?.adopt(m.response, m.socket);
-  else if (conn.mode === QUEUE) conn.queue.push(m.response); // the hot path: one push, nothing allocated
+  const conn = connOf(m.socket) ?? trackers.get(m.server as object)?.adopt(m.socket);
+  if (conn === undefined) return;
+  if (conn.mode === QUEUE) conn.queue.push(m.response); // the hot path: one push, nothing allocated
   else if (conn.mode === DRAIN) conn.tracker!.onDrainingRequest(conn, m.response);
 }
 
@@ -179,7 +179,7 @@ interface ResponseFinishMessage {
  */
 function onResponseFinishMessage(message: unknown): void {
   const m = message as ResponseFinishMessage;
-  const conn = (m.socket as Tagged)[CONN];
+  const conn = connOf(m.socket);
   if (conn !== undefined && conn.mode !== IGNORE) onResponseFinish(conn, m.response);
 }
 
@@ -451,11 +451,9 @@ export class ServerTracker {
     announceClose(conn, res);
   }
 
-  /** A request on a socket accepted before serve() attached: the socket is adopted. */
-  adopt(res: ServerResponse, socket: Socket): void {
-    const conn = this.#track(new Conn(this.#host, H1, socket, null));
-    if (conn.mode === DRAIN) this.onDrainingRequest(conn, res);
-    else conn.queue.push(res);
+  /** A request arrived on a socket accepted before serve() attached: the socket is adopted. */
+  adopt(socket: Socket): Conn {
+    return this.#track(new Conn(this.#host, H1, socket, null));
   }
 
   /** The socket closed: requests still in flight never got their response. */

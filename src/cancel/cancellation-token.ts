@@ -24,7 +24,7 @@
  * 5. The default reason lives in the shared `Cancelled` mark of one cancel()
  *    call; the `DOMException` is created on first read, once per tree.
  */
-import { assertDuration, assertFunction, assertOptions, typeError } from "../internal/errors.js";
+import { assertDuration, assertFunction, assertOptions, MAX_TIMER_MS, typeError } from "../internal/errors.js";
 import { isAbortSignal, isThenable } from "../internal/guards.js";
 
 /** A handle to one `onCancel` registration; dispose it to unregister. */
@@ -42,9 +42,6 @@ export interface TimeoutOptions {
    */
   keepAlive?: boolean;
 }
-
-/** Largest delay `setTimeout` honours; longer ones are chained. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Smallest registration list length at which tombstones are swept. */
 const MIN_SWEEP = 8;

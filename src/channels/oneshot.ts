@@ -22,7 +22,7 @@ import { checkSignal, isAborted, type AbortLike } from "../internal/abort.js";
 import { selectable, type SelectBranch } from "../internal/selectable.js";
 import type { CancellationToken } from "../cancel/cancellation-token.js";
 import {
-  CLOSED,
+  CLOSED_WAIT,
   RECV,
   WaitList,
   addWaker,
@@ -97,8 +97,8 @@ const TRY_EMPTY: OneshotTryRecvResult<never> = Object.freeze({ state: "empty" })
 const TRY_CLOSED: OneshotTryRecvResult<never> = Object.freeze({ state: "closed" });
 
 // Filled in by the classes' static blocks: their constructors are private.
-let newSender: <T>(core: OneshotCore<T>) => OneshotSender<T>;
-let newReceiver: <T>(core: OneshotCore<T>) => OneshotReceiver<T>;
+let newOneshotSender: <T>(core: OneshotCore<T>) => OneshotSender<T>;
+let newOneshotReceiver: <T>(core: OneshotCore<T>) => OneshotReceiver<T>;
 
 class OneshotCore<T> extends WaitList {
   state = EMPTY;
@@ -188,7 +188,7 @@ class OneshotCore<T> extends WaitList {
  */
 export function oneshot<T>(): [OneshotSender<T>, OneshotReceiver<T>] {
   const core = new OneshotCore<T>();
-  return [newSender(core), newReceiver(core)];
+  return [newOneshotSender(core), newOneshotReceiver(core)];
 }
 
 /**
@@ -213,7 +213,7 @@ export class OneshotSender<T> implements Disposable {
   #core: OneshotCore<T>;
 
   static {
-    newSender = <T>(core: OneshotCore<T>) => new OneshotSender<T>(core);
+    newOneshotSender = <T>(core: OneshotCore<T>) => new OneshotSender<T>(core);
   }
 
   private constructor(core: OneshotCore<T>) {
@@ -340,7 +340,7 @@ export class OneshotSender<T> implements Disposable {
     if (signal !== undefined && isAborted(signal)) return Promise.reject(signal.reason);
     const core = this.#core;
     if (core.rxClosed) return Promise.resolve();
-    return waitPromise<void>((core.closedWaits ??= new WaitList()), CLOSED, null, signal);
+    return waitPromise<void>((core.closedWaits ??= new WaitList()), CLOSED_WAIT, null, signal);
   }
 }
 
@@ -370,7 +370,7 @@ export class OneshotReceiver<T> implements Disposable {
   #core: OneshotCore<T>;
 
   static {
-    newReceiver = <T>(core: OneshotCore<T>) => new OneshotReceiver<T>(core);
+    newOneshotReceiver = <T>(core: OneshotCore<T>) => new OneshotReceiver<T>(core);
   }
 
   private constructor(core: OneshotCore<T>) {

@@ -20,7 +20,7 @@ import { subscribeAbort, type AbortLike } from "../internal/abort.js";
 export const RECV = 0; // oneshot rx.recv()
 export const CHANGED = 1; // watch rx.changed()
 export const WAIT_FOR = 2; // watch rx.waitFor()
-export const CLOSED = 3; // tx.closed()
+export const CLOSED_WAIT = 3; // tx.closed()
 export const WAKER = 4; // a select branch subscription: persistent, calls `wake`
 
 export class WaitList {

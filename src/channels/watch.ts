@@ -31,7 +31,7 @@ import { selectable, type SelectBranch } from "../internal/selectable.js";
 import type { CancellationToken } from "../cancel/cancellation-token.js";
 import {
   CHANGED,
-  CLOSED,
+  CLOSED_WAIT,
   WAIT_FOR,
   WaitList,
   addWaker,
@@ -78,8 +78,8 @@ class WatchShared<T> extends WaitList {
 
 // Filled in by WatchReceiver's static block: they need its private fields.
 let notify: (shared: WatchShared<unknown>) => void;
-let newReceiver: <T>(shared: WatchShared<T>, seen: number) => WatchReceiver<T>;
-let newSender: <T>(shared: WatchShared<T>) => WatchSender<T>;
+let newWatchReceiver: <T>(shared: WatchShared<T>, seen: number) => WatchReceiver<T>;
+let newWatchSender: <T>(shared: WatchShared<T>) => WatchSender<T>;
 let scheduleEvaluation: (node: Waiter) => void;
 let abortWaitFor: (node: Waiter, reason: unknown) => void;
 let branchReady: (rx: WatchReceiver<unknown>) => boolean;
@@ -145,7 +145,7 @@ export function watch(): [WatchSender<undefined>, WatchReceiver<undefined>];
 export function watch<T>(initial: T): [WatchSender<T>, WatchReceiver<T>];
 export function watch<T>(initial?: T): [WatchSender<T>, WatchReceiver<T>] {
   const shared = new WatchShared<T>(initial as T);
-  return [newSender(shared), newReceiver(shared, 0)];
+  return [newWatchSender(shared), newWatchReceiver(shared, 0)];
 }
 
 /**
@@ -172,7 +172,7 @@ export class WatchSender<T> implements Disposable {
   #closed = false;
 
   static {
-    newSender = <T>(shared: WatchShared<T>) => new WatchSender<T>(shared);
+    newWatchSender = <T>(shared: WatchShared<T>) => new WatchSender<T>(shared);
   }
 
   private constructor(shared: WatchShared<T>) {
@@ -319,7 +319,7 @@ export class WatchSender<T> implements Disposable {
     if (this.#closed) throw senderClosedError("call tx.subscribe()");
     const shared = this.#shared;
     shared.receivers++;
-    return newReceiver(shared, shared.version);
+    return newWatchReceiver(shared, shared.version);
   }
 
   /**
@@ -384,7 +384,7 @@ export class WatchSender<T> implements Disposable {
     if (signal !== undefined && isAborted(signal)) return Promise.reject(signal.reason);
     const shared = this.#shared;
     if (shared.receivers === 0) return Promise.resolve();
-    return waitPromise<void>((shared.closedWaits ??= new WaitList()), CLOSED, null, signal);
+    return waitPromise<void>((shared.closedWaits ??= new WaitList()), CLOSED_WAIT, null, signal);
   }
 
   /**
@@ -445,7 +445,7 @@ export class WatchReceiver<T> implements Disposable, AsyncIterable<T> {
   #closed = false;
 
   static {
-    newReceiver = <T>(shared: WatchShared<T>, seen: number) => new WatchReceiver<T>(shared, seen);
+    newWatchReceiver = <T>(shared: WatchShared<T>, seen: number) => new WatchReceiver<T>(shared, seen);
 
     // Evaluates a waitFor() predicate in a microtask, outside the sender's call.
     const evaluate = (node: Waiter): void => {

@@ -37,7 +37,7 @@ import * as net from "node:net";
 import type * as tls from "node:tls";
 import { CancellationToken } from "../cancel/cancellation-token.js";
 import { checkSignal, isAborted, subscribeAbort } from "../internal/abort.js";
-import { assertDuration, assertOptions, rangeError, ShutdownTimeoutError, typeError } from "../internal/errors.js";
+import { assertDuration, assertOptions, MAX_TIMER_MS, rangeError, ShutdownTimeoutError, typeError } from "../internal/errors.js";
 import {
   CLOSED,
   Conn,
@@ -181,8 +181,6 @@ const LINGER_MS = 2000;
 const GOAWAY_PING_MS = 1000;
 /** Shortest wait between the two GOAWAY frames. */
 const MIN_GOAWAY_WAIT_MS = 10;
-/** Largest delay `setTimeout` honours. */
-const MAX_DELAY_MS = 2 ** 31 - 1;
 const NGHTTP2_NO_ERROR = 0;
 
 let http2ServerClass: (abstract new (...args: never[]) => object) | undefined;
@@ -196,7 +194,7 @@ let http2SecureServerClass: (abstract new (...args: never[]) => object) | undefi
 const requireBuiltin = createRequire(import.meta.url);
 
 /** Node does not export the HTTP/2 server classes; take them from throwaway instances. */
-function classify(server: unknown): { tls: boolean; h2: boolean } | null {
+function classifyServer(server: unknown): { tls: boolean; h2: boolean } | null {
   if (!(server instanceof net.Server)) return null;
   if (server instanceof http.Server) return { tls: false, h2: false };
   const isTls = server instanceof (requireBuiltin("node:tls") as typeof tls).Server;
@@ -212,7 +210,7 @@ function readDuration(options: ServeOptions, name: "beforeCloseMs" | "idleGraceM
   const value = options[name];
   if (value === undefined) return fallback;
   assertDuration("serve", name, value);
-  if (value > MAX_DELAY_MS) throw rangeError("serve", name, `a finite number >= 0 and <= ${MAX_DELAY_MS}`, value);
+  if (value > MAX_TIMER_MS) throw rangeError("serve", name, `a finite number >= 0 and <= ${MAX_TIMER_MS}`, value);
   return value;
 }
 
@@ -646,7 +644,7 @@ export function serve(
     servers = [target as Server];
   }
   const kinds = servers.map((server, i) => {
-    const kind = classify(server);
+    const kind = classifyServer(server);
     const name = Array.isArray(target) ? `target[${i}]` : "target";
     if (kind === null) throw typeError("serve", name, "a request listener or an http, https or http2 server", server);
     if (isTracked(server) || servers.indexOf(server) !== i) throw typeError("serve", name, "a server not already served", server);

@@ -118,7 +118,7 @@ const FUNCTION = 4;
 type Kind = typeof TOKEN | typeof SIGNAL | typeof SELECTABLE | typeof PROMISE | typeof FUNCTION;
 
 // Outcomes of promise and function branches.
-const PENDING = 0;
+const UNSETTLED = 0;
 const FULFILLED = 1;
 const REJECTED = 2;
 
@@ -138,7 +138,7 @@ class Entry {
   registration: CancelRegistration | null = null;
   /** For `PROMISE` and `FUNCTION`: the select still interested, or `null` once it settled. */
   owner: SelectState | null = null;
-  outcome: typeof PENDING | typeof FULFILLED | typeof REJECTED = PENDING;
+  outcome: typeof UNSETTLED | typeof FULFILLED | typeof REJECTED = UNSETTLED;
   result: unknown = undefined;
   /** For `FUNCTION`: the token handed to the function. */
   token: CancellationToken | null = null;
@@ -159,7 +159,7 @@ class Entry {
       case SELECTABLE:
         return this.branch!.poll();
       default:
-        return this.outcome !== PENDING;
+        return this.outcome !== UNSETTLED;
     }
   }
 
@@ -336,7 +336,7 @@ function classify(key: string, source: unknown): Entry | null {
   );
 }
 
-const noop = (): void => {};
+const ignore = (): void => {};
 
 /**
  * Keeps a rejection of a promise the select will not look at from being
@@ -344,7 +344,7 @@ const noop = (): void => {};
  * lazy one (a query builder) would start work nobody waits for.
  */
 function silence(source: PromiseLike<unknown>): void {
-  if (source instanceof Promise) source.then(undefined, noop);
+  if (source instanceof Promise) source.then(undefined, ignore);
 }
 
 function watchPromise(entry: Entry, promise: PromiseLike<unknown>): void {

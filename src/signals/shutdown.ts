@@ -14,7 +14,7 @@
  */
 import { CancellationToken } from "../cancel/cancellation-token.js";
 import { isAborted, subscribeAbort } from "../internal/abort.js";
-import { assertDuration, assertOptions, CancelkitError, ShutdownTimeoutError, typeError } from "../internal/errors.js";
+import { assertDuration, assertOptions, CancelkitError, MAX_TIMER_MS, ShutdownTimeoutError, typeError } from "../internal/errors.js";
 import { checkSignalNames, signalNumber, type ProcessSignalName } from "./process-signal.js";
 import { isAbortSignal } from "../internal/guards.js";
 
@@ -110,8 +110,7 @@ export function isSignalReceivedError(error: unknown): error is SignalReceivedEr
   return typeof error === "object" && error !== null && (error as { code?: unknown }).code === "CANCELKIT_ERR_SIGNAL_RECEIVED";
 }
 
-const MAX_TIMER_MS = 2 ** 31 - 1;
-const ACTION = "create shutdown()";
+const SHUTDOWN_ACTION = "create shutdown()";
 
 // Filled in by ShutdownToken's static block: it needs the private field.
 let setRelease: (token: ShutdownToken, release: () => void) => void;
@@ -187,25 +186,25 @@ class ShutdownToken extends CancellationToken {
  * ```
  */
 export function shutdown(options?: ShutdownOptions): CancellationToken {
-  assertOptions(ACTION, options);
+  assertOptions(SHUTDOWN_ACTION, options);
   const names =
     options?.signals === undefined
       ? (["SIGINT", "SIGTERM"] as ProcessSignalName[])
       : Array.isArray(options.signals)
-        ? checkSignalNames(ACTION, "options.signals", options.signals)
+        ? checkSignalNames(SHUTDOWN_ACTION, "options.signals", options.signals)
         : (() => {
-            throw typeError(ACTION, "options.signals", "an array of signal names", options.signals);
+            throw typeError(SHUTDOWN_ACTION, "options.signals", "an array of signal names", options.signals);
           })();
   const timeoutMs = options?.timeoutMs;
-  if (timeoutMs !== undefined) assertDuration(ACTION, "options.timeoutMs", timeoutMs);
+  if (timeoutMs !== undefined) assertDuration(SHUTDOWN_ACTION, "options.timeoutMs", timeoutMs);
   // Not checkSignal(): its message would name a 'signal' option this call does not have.
   const parent = options?.parent;
   if (parent !== undefined && !(parent instanceof CancellationToken) && !isAbortSignal(parent)) {
-    throw typeError(ACTION, "options.parent", "an AbortSignal, a CancellationToken or undefined", parent);
+    throw typeError(SHUTDOWN_ACTION, "options.parent", "an AbortSignal, a CancellationToken or undefined", parent);
   }
   const onSecond = options?.onSecondSignal ?? "default";
   if (typeof onSecond !== "function" && onSecond !== "default" && onSecond !== "exit" && onSecond !== "ignore") {
-    throw typeError(ACTION, "options.onSecondSignal", `"default", "exit", "ignore" or a function`, onSecond);
+    throw typeError(SHUTDOWN_ACTION, "options.onSecondSignal", `"default", "exit", "ignore" or a function`, onSecond);
   }
 
   const token = new ShutdownToken();

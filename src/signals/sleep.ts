@@ -16,7 +16,7 @@
  */
 import type { CancellationToken } from "../cancel/cancellation-token.js";
 import { abortable, checkSignal, isAborted, subscribeAbort, type AbortLike } from "../internal/abort.js";
-import { assertDuration, assertOptions, rangeError, typeError } from "../internal/errors.js";
+import { assertDuration, assertOptions, MAX_TIMER_MS, rangeError, typeError } from "../internal/errors.js";
 import { selectable, type SelectBranch, type Selectable } from "../internal/selectable.js";
 
 /** Options of {@link sleep} and {@link deadline}. */
@@ -34,16 +34,13 @@ export interface SleepOptions {
   signal?: AbortSignal | CancellationToken;
 }
 
-/** Largest delay `setTimeout` honours; longer ones are chained. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
 type Timer = ReturnType<typeof setTimeout>;
 
 /** One wait on a sleep (an `await` or a select subscription); inert once removed. */
-class Waiter {
+class SleepWaiter {
   wake: (() => void) | null;
-  prev: Waiter | null = null;
-  next: Waiter | null = null;
+  prev: SleepWaiter | null = null;
+  next: SleepWaiter | null = null;
 
   constructor(wake: () => void) {
     this.wake = wake;
@@ -87,8 +84,8 @@ export class Sleep implements Selectable<void>, PromiseLike<void> {
   #elapsed = false;
   #timer: Timer | null = null;
   /** Current waiters, an intrusive list; the timer is armed while it is non-empty. */
-  #head: Waiter | null = null;
-  #tail: Waiter | null = null;
+  #head: SleepWaiter | null = null;
+  #tail: SleepWaiter | null = null;
 
   /** @internal Use {@link sleep} or {@link deadline}. */
   constructor(deadline: number, ref: boolean, signal: AbortLike | undefined) {
@@ -222,7 +219,7 @@ export class Sleep implements Selectable<void>, PromiseLike<void> {
 
   /** Registers `wake` until the deadline; returns an idempotent removal. */
   #addWaiter(wake: () => void): () => void {
-    const node = new Waiter(wake);
+    const node = new SleepWaiter(wake);
     const tail = this.#tail;
     if (tail === null) this.#head = node;
     else {
@@ -235,7 +232,7 @@ export class Sleep implements Selectable<void>, PromiseLike<void> {
     return () => this.#removeWaiter(node);
   }
 
-  #removeWaiter(node: Waiter): void {
+  #removeWaiter(node: SleepWaiter): void {
     if (node.wake === null) return;
     node.wake = null;
     const { prev, next } = node;
@@ -262,7 +259,7 @@ export class Sleep implements Selectable<void>, PromiseLike<void> {
         }
         this.#elapsed = true;
         // Snapshot first: a wake may add or remove waiters.
-        const woken: Waiter[] = [];
+        const woken: SleepWaiter[] = [];
         for (let node = this.#head; node !== null; node = node.next) woken.push(node);
         for (const node of woken) node.fire();
       },

@@ -1,5 +1,8 @@
-// Joins the ES modules tsc emitted into one module, `cancelkit.js`, and turns
-// each entry point into a one-line re-export of it. Run by build.js on its
+// Joins the ES modules tsc emitted into two: `cancelkit.js`, the modules of
+// the entry points that import no Node module (so they stay usable in
+// browsers, Deno and Bun), and `cancelkit-node.js`, the rest (`signals`,
+// `http`), which imports what it needs from the first. Each entry point
+// becomes a one-line re-export of its bundle. Run by build.js on tsc's
 // output directory; the declarations (.d.ts) stay one per source file.
 //
 // Why: on Node 20 the ES module loader reads every imported file through a
@@ -8,16 +11,16 @@
 // inlined into the constructors Node's HTTP server runs for every request,
 // so a process that imported `cancelkit/http` as 14 files (17 with
 // `cancelkit/signals`) paid for it on every request, in code that is not
-// ours (docs/http.md, "what it costs while serving"). As one module, an
-// entry point reads two files.
+// ours (docs/http.md, "what it costs while serving"). Now an entry point
+// reads two or three files.
 //
 // What it does is simple because the input is ours: tsc's output of
 // `src/`, without cycles, `export *`, default exports or namespace imports
-// of our own modules. Modules are concatenated in dependency order in one
+// of our own modules. Modules are concatenated in dependency order into one
 // scope, so every top-level name must be unique across the package, and no
-// module may use a name another module declares at top level without
-// importing it; the build fails, naming the two files, when either is not
-// so. Our imports and exports are removed (an import under another name
+// module may use a global (a name it does not declare) that another module
+// declares at top level: the build fails, naming the files, when either is
+// not so. Our imports and exports are removed (an import under another name
 // becomes a `const` alias); imports of Node's modules are merged at the top.
 // A source map is composed from tsc's, so stack traces still name `src/`.
 import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -38,12 +41,10 @@ export const NODE_BUNDLE = "cancelkit-node.js";
 export function bundle(dir, entries) {
   const modules = new Map(); // absolute path → parsed module
   const load = (file) => {
-    if (!modules.has(file)) {
-      const mod = parse(file, relative(dir, file));
-      modules.set(file, mod);
-      for (const dep of mod.deps) load(dep);
-    }
-    return modules.get(file);
+    if (modules.has(file)) return;
+    const mod = parse(file, relative(dir, file));
+    modules.set(file, mod);
+    for (const dep of mod.deps) load(dep);
   };
   const entryFiles = entries.map((entry) => resolve(dir, entry));
   for (const file of entryFiles) load(file);
@@ -280,7 +281,8 @@ function freeNames(checker, source) {
   const names = new Set();
   const visit = (n) => {
     if (ts.isIdentifier(n) && !isPropertyName(n)) {
-      const symbol = checker.getSymbolAtLocation(n);
+      // `{ name }` is a property and a use of `name`: the use is what counts.
+      const symbol = ts.isShorthandPropertyAssignment(n.parent) ? checker.getShorthandAssignmentValueSymbol(n.parent) : checker.getSymbolAtLocation(n);
       const declarations = symbol?.declarations ?? [];
       if (!declarations.some((d) => d.getSourceFile() === source)) names.add(n.text);
     }
@@ -357,12 +359,12 @@ class OutputMap {
     const keywordAt = new Map(); // line → column of a removed `export `
     for (const keyword of mod.keywords) {
       const { line, character } = source.getLineAndCharacterOfPosition(keyword.getStart());
-      if (text.slice(keyword.getStart(), keyword.end + 1) !== "export ") fail(`${mod.name}:${line + 1}: unexpected export modifier layout`);
+      if (text.slice(keyword.getStart(), keyword.end + 1) !== "export " || keywordAt.has(line)) fail(`${mod.name}:${line + 1}: unexpected export modifier layout`);
       keywordAt.set(line, character);
     }
     // A module of re-exports only (an index) leaves nothing but comments.
     if (mod.aliases.length === 0 && source.statements.every((s) => mod.cuts.includes(s))) return;
-    this.line(`// ${sourceIndex.length === 1 ? this.#sources[sourceIndex[0]].replace(/^(\.\.\/)+/, "") : mod.name}`);
+    this.line(`// src/${mod.name.replace(/\.js$/, ".ts")}`); // tsc's rootDir is src/
     for (let l = 0; l < lines.length; l++) {
       if (replacement.has(l)) for (const alias of replacement.get(l)) this.line(alias);
       if (cut.has(l)) continue;

@@ -148,6 +148,13 @@ describe("the bundler refuses what one scope would change", () => {
       "b.js": "export const performance = 1;\n",
     });
     expect(error).toMatch(/a\.js uses the global performance, which b\.js declares at top level/);
+    // Also as a shorthand property, which is a use of the name too.
+    const shorthand = bundleError({
+      "index.js": 'export { snapshot } from "./a.js";\nexport { performance } from "./b.js";\n',
+      "a.js": "export function snapshot() {\n    return { performance };\n}\n",
+      "b.js": "export const performance = 1;\n",
+    });
+    expect(shorthand).toMatch(/a\.js uses the global performance, which b\.js declares at top level/);
   });
 
   it("refuses an import cycle", () => {

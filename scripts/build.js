@@ -12,6 +12,7 @@ import { bundle } from "./bundle.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const outIndex = process.argv.indexOf("--out");
+if (outIndex > 0 && process.argv[outIndex + 1] === undefined) throw new TypeError("build.js: --out needs a directory, received nothing");
 const out = outIndex > 0 ? resolve(process.argv[outIndex + 1]) : null;
 
 /** The entry points, from package.json "exports", relative to dist/. */

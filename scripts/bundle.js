@@ -203,8 +203,6 @@ function fail(message) {
   throw new Error(`bundle: ${message}`);
 }
 
-const isExport = (node) => ts.getModifiers(node)?.some((m) => m.kind === ts.SyntaxKind.ExportKeyword) ?? false;
-
 /** One module of tsc's output: what it imports, declares and exports, and the spans to cut. */
 function parse(file, name) {
   const text = readFileSync(file, "utf8");
@@ -245,9 +243,10 @@ function parse(file, name) {
     } else {
       const names = declaredNames(statement);
       for (const n of names) mod.declared.add(n);
-      if (isExport(statement)) {
-        if (ts.getModifiers(statement).some((m) => m.kind === ts.SyntaxKind.DefaultKeyword)) fail(`${name}: default exports are not supported`);
-        const keyword = ts.getModifiers(statement).find((m) => m.kind === ts.SyntaxKind.ExportKeyword);
+      const modifiers = ts.canHaveModifiers(statement) ? (ts.getModifiers(statement) ?? []) : [];
+      const keyword = modifiers.find((m) => m.kind === ts.SyntaxKind.ExportKeyword);
+      if (keyword !== undefined) {
+        if (modifiers.some((m) => m.kind === ts.SyntaxKind.DefaultKeyword)) fail(`${name}: default exports are not supported`);
         mod.keywords.push(keyword);
         for (const n of names) mod.exports.set(n, n);
       }
@@ -294,7 +293,7 @@ function freeNames(checker, source) {
 
 function isPropertyName(n) {
   const parent = n.parent;
-  if (ts.isPropertyAccessExpression(parent) || ts.isQualifiedName(parent)) return parent.name === n || parent.right === n;
+  if (ts.isPropertyAccessExpression(parent)) return parent.name === n;
   if (ts.isPropertyAssignment(parent) || ts.isMethodDeclaration(parent) || ts.isPropertyDeclaration(parent) || ts.isGetAccessor(parent) || ts.isSetAccessor(parent)) return parent.name === n;
   if (ts.isBindingElement(parent)) return parent.propertyName === n;
   return ts.isImportSpecifier(parent) || ts.isExportSpecifier(parent) || ts.isLabeledStatement(parent) || ts.isBreakOrContinueStatement(parent);

@@ -337,7 +337,7 @@ export class CancellationToken implements Disposable {
    */
   static timeout(ms: number, options?: TimeoutOptions): CancellationToken {
     assertDuration("create CancellationToken.timeout()", "ms", ms);
-    assertOptions("create CancellationToken.timeout()", options);
+    assertOptions("create CancellationToken.timeout()", options, ["keepAlive"]);
     const token = new CancellationToken();
     CancellationToken.#armTimer(token, ms, options?.keepAlive === true);
     return token;
@@ -460,7 +460,7 @@ export class CancellationToken implements Disposable {
    */
   withTimeout(ms: number, options?: TimeoutOptions): CancellationToken {
     assertDuration("create token.withTimeout()", "ms", ms);
-    assertOptions("create token.withTimeout()", options);
+    assertOptions("create token.withTimeout()", options, ["keepAlive"]);
     const child = this.child();
     if (!child.isCancelled) CancellationToken.#armTimer(child, ms, options?.keepAlive === true);
     return child;

@@ -137,7 +137,7 @@ export class TaskTracker {
    * @throws {TypeError} when `options.signal` is not a signal or token.
    */
   wait(options?: TaskTrackerWaitOptions): Promise<void> {
-    assertOptions("wait on TaskTracker", options);
+    assertOptions("wait on TaskTracker", options, ["signal"]);
     const signal = checkSignal("wait on TaskTracker", options?.signal);
     return abortable<void>(signal, (resolve) => {
       if (this.#closed && this.#count === 0) return resolve();

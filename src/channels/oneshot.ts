@@ -335,7 +335,7 @@ export class OneshotSender<T> implements Disposable {
    * ```
    */
   closed(options?: OneshotWaitOptions): Promise<void> {
-    assertOptions("call tx.closed()", options);
+    assertOptions("call tx.closed()", options, ["signal"]);
     const signal = checkSignal("call tx.closed()", options?.signal);
     if (signal !== undefined && isAborted(signal)) return Promise.reject(signal.reason);
     const core = this.#core;
@@ -417,7 +417,7 @@ export class OneshotReceiver<T> implements Disposable {
   recv(options?: OneshotWaitOptions): Promise<T> {
     let signal: AbortLike | undefined;
     if (options !== undefined) {
-      assertOptions("call rx.recv()", options);
+      assertOptions("call rx.recv()", options, ["signal"]);
       signal = checkSignal("call rx.recv()", options.signal);
       if (signal !== undefined && isAborted(signal)) return Promise.reject(signal.reason);
     }

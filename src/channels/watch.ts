@@ -379,7 +379,7 @@ export class WatchSender<T> implements Disposable {
    * ```
    */
   closed(options?: WatchWaitOptions): Promise<void> {
-    assertOptions("call tx.closed()", options);
+    assertOptions("call tx.closed()", options, ["signal"]);
     const signal = checkSignal("call tx.closed()", options?.signal);
     if (signal !== undefined && isAborted(signal)) return Promise.reject(signal.reason);
     const shared = this.#shared;
@@ -624,7 +624,7 @@ export class WatchReceiver<T> implements Disposable, AsyncIterable<T> {
   changed(options?: WatchWaitOptions): Promise<T> {
     let signal: AbortLike | undefined;
     if (options !== undefined) {
-      assertOptions("call rx.changed()", options);
+      assertOptions("call rx.changed()", options, ["signal"]);
       signal = checkSignal("call rx.changed()", options.signal);
       if (signal !== undefined && isAborted(signal)) return Promise.reject(signal.reason);
     }
@@ -678,7 +678,7 @@ export class WatchReceiver<T> implements Disposable, AsyncIterable<T> {
     assertFunction("call rx.waitFor()", "predicate", predicate);
     let signal: AbortLike | undefined;
     if (options !== undefined) {
-      assertOptions("call rx.waitFor()", options);
+      assertOptions("call rx.waitFor()", options, ["signal"]);
       signal = checkSignal("call rx.waitFor()", options.signal);
       if (signal !== undefined && isAborted(signal)) return Promise.reject(signal.reason);
     }

@@ -627,7 +627,7 @@ export function serve(
   target: http.RequestListener | Server | readonly Server[],
   options?: ServeOptions,
 ): GracefulServer {
-  assertOptions("serve", options);
+  assertOptions("serve", options, ["signal", "beforeCloseMs", "idleGraceMs", "drainTimeoutMs"]);
   const opts = options ?? {};
   const signal = checkSignal("serve", opts.signal);
   // Validate every option before creating anything.

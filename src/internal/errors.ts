@@ -149,9 +149,47 @@ export function assertDuration(action: string, name: string, value: unknown): as
   if (!Number.isFinite(value) || value < 0) throw rangeError(action, name, "a finite number >= 0", value);
 }
 
-/** Throws unless `value` is `undefined` or a plain options object. */
-export function assertOptions(action: string, value: unknown): void {
-  if (value !== undefined && (typeof value !== "object" || value === null)) {
-    throw typeError(action, "options", "an object or undefined", value);
+/**
+ * Throws unless `value` is `undefined` or an options object whose own keys are
+ * all in `known`. An unknown key is a `TypeError` naming the call, the key and,
+ * when one is close (edit distance <= 2, or a case difference), the option it
+ * probably meant. Checked before any state change; each caller then checks
+ * the values' types.
+ */
+export function assertOptions(action: string, value: unknown, known: readonly string[]): void {
+  if (value === undefined) return;
+  if (typeof value !== "object" || value === null) throw typeError(action, "options", "an object or undefined", value);
+  for (const key of Object.keys(value)) {
+    if (known.includes(key)) continue;
+    const near = closest(key, known);
+    throw new TypeError(`Cannot ${action}: unknown option '${key}'${near === undefined ? "" : ` (did you mean '${near}'?)`}`);
   }
+}
+
+/** The entry of `candidates` nearest to `key`: a case difference, or an edit distance <= 2. */
+function closest(key: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const candidate of candidates) {
+    if (candidate.toLowerCase() === key.toLowerCase()) return candidate;
+    const distance = editDistance(key, candidate);
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  return best;
+}
+
+/** Levenshtein distance, one row at a time. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(previous[j]! + 1, row[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = row;
+  }
+  return previous[b.length]!;
 }

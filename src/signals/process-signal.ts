@@ -177,7 +177,7 @@ export class ProcessSignal<S extends ProcessSignalName = ProcessSignalName> impl
    * ```
    */
   recv(options?: ProcessSignalRecvOptions): Promise<S> {
-    assertOptions("call processSignal.recv()", options);
+    assertOptions("call processSignal.recv()", options, ["signal"]);
     const signal = checkSignal("call processSignal.recv()", options?.signal);
     return abortable<S>(signal, (resolve) => {
       const queued = this.#queue.shift();

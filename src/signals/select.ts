@@ -451,7 +451,7 @@ export function select(branches: Record<string, SelectSource<unknown>>, options?
     const entry = classify(key, branches[key]);
     if (entry !== null) entries.push(entry);
   }
-  assertOptions(ACTION, options);
+  assertOptions(ACTION, options, ["biased", "signal"]);
   const biased = options?.biased;
   if (biased !== undefined && typeof biased !== "boolean") {
     throw typeError(ACTION, "options.biased", "a boolean or undefined", biased);

@@ -186,7 +186,7 @@ class ShutdownToken extends CancellationToken {
  * ```
  */
 export function shutdown(options?: ShutdownOptions): CancellationToken {
-  assertOptions(SHUTDOWN_ACTION, options);
+  assertOptions(SHUTDOWN_ACTION, options, ["signals", "timeoutMs", "parent", "onSecondSignal"]);
   const names =
     options?.signals === undefined
       ? (["SIGINT", "SIGTERM"] as ProcessSignalName[])

@@ -271,7 +271,7 @@ export class Sleep implements Selectable<void>, PromiseLike<void> {
 }
 
 function sleepOptions(action: string, options: SleepOptions | undefined): { ref: boolean; signal: AbortLike | undefined } {
-  assertOptions(action, options);
+  assertOptions(action, options, ["ref", "signal"]);
   const ref = options?.ref;
   if (ref !== undefined && typeof ref !== "boolean") throw typeError(action, "options.ref", "a boolean or undefined", ref);
   return { ref: ref !== false, signal: checkSignal(action, options?.signal) };

@@ -90,7 +90,7 @@ describe("the built package", () => {
     const cases = [
       ["cancelkit.js", "class CancellationToken ", "src/cancel/cancellation-token.ts", "export class CancellationToken "],
       ["cancelkit-node.js", "function serve(", "src/http/serve.ts", "export function serve("],
-      ["cancelkit-node.js", "function onRequestStart(", "src/http/server-tracker.ts", "function onRequestStart("],
+      ["cancelkit-node.js", "function onRequestStart(", "src/http/http1.ts", "function onRequestStart("],
     ] as const;
     for (const [bundle, generated, source, original] of cases) {
       const lines = readFileSync(join(dist, bundle), "utf8").split("\n");

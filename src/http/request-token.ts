@@ -3,10 +3,25 @@
  */
 import type { CancellationToken } from "../cancel/cancellation-token.js";
 import { typeError } from "../internal/errors.js";
-import type { AnyRequest, RequestState } from "./request-state.js";
-import { lookupState } from "./server-tracker.js";
+import type { IncomingMessage } from "node:http";
+import type { ServerHttp2Stream } from "node:http2";
+import { lookupStateH1 } from "./http1.js";
+import { lookupStateH2 } from "./http2.js";
+import { getState, requestKey, type AnyRequest, type RequestState } from "./request-state.js";
 
 export type { AnyRequest };
+
+/**
+ * The state of a request of a served server, created on first use;
+ * `undefined` when `req` does not belong to one.
+ */
+function lookupState(req: object): RequestState | undefined {
+  const key = requestKey(req);
+  const known = getState(key);
+  if (known !== undefined) return known;
+  if (key !== req || typeof (req as { respond?: unknown }).respond === "function") return lookupStateH2(key as ServerHttp2Stream);
+  return lookupStateH1(req as IncomingMessage);
+}
 
 function stateOf(action: string, req: unknown): RequestState {
   const state = typeof req === "object" && req !== null ? lookupState(req) : undefined;

@@ -1,540 +1,351 @@
 /*
- * Connection tracking for one served server.
+ * Connection tracking and drain policy for one served server.
  *
  * Invariants:
- * 1. A `Conn` is one transport connection at the layer HTTP runs on: the
- *    TLS socket for TLS servers ('secureConnection', which is `req.socket`),
- *    the TCP socket otherwise, or one HTTP/2 session. A TLS handshake in
- *    progress is a `PENDING` conn on the raw socket until its
- *    'secureConnection' arrives (matched by the peer's address and port,
- *    both public), so a client that never handshakes cannot hang shutdown
- *    and an in-flight HTTPS request is never mistaken for an idle raw socket.
- * 2. `active` counts requests (HTTP/1 responses not yet finished, HTTP/2
- *    streams not yet closed). For HTTP/1 it is only kept from the drain
- *    start on (while serving nothing reads it): `startDrain()` computes it
- *    from the queue. An HTTP/1 conn is *idle* when `active` is 0 and no
- *    byte arrived since it became idle (`socket.bytesRead` did not move): a
- *    request whose headers are still arriving is not idle. Idle time is only
- *    measured while draining, from the later of the drain start and the
- *    connection's last response.
- * 3. HTTP/1 requests are seen through the `http.server.request.start`
- *    diagnostics channel, which Node publishes for every request before it
- *    emits any event ('request', 'checkContinue', 'checkExpectation', or
- *    none when it answers by itself), so `Connection: close` is set before
- *    any user handler runs, synchronous ones included, and no listener the
- *    application adds can run before we know the request. Both channels
- *    are subscribed while any server is served (not only while draining):
- *    a subscriber costs one short-lived message object per request, less
- *    than a 'request' listener (two listeners make every emit copy the
- *    listener array), and it changes nothing about which events Node
- *    emits. A message finds its connection on the socket itself (a
- *    symbol-keyed property of ours, set once per connection, never
- *    deleted: deleting would turn the socket into a slow dictionary
- *    object), and what to do in the connection's `mode`; so a request
- *    touches no other object of ours: each one more (a `WeakMap` table,
- *    the tracker) is a cache line taken from Node's own work on the request.
- *    HTTP/2 streams are seen by a listener prepended to each session's
- *    'stream'.
- *    `queue` holds an HTTP/1 connection's responses in flight, in request
- *    order (HTTP/1 responses finish in that order), so its last entry is
- *    the newest response. A response leaves the queue when it finishes,
- *    told by the `http.server.response.finish` diagnostics channel
- *    (subscribed while any server is served), which Node publishes first
- *    thing when a response finishes. So a finished response is never kept:
- *    holding every keep-alive connection's last response until its next
- *    request made V8 grow the young generation fourfold under load (more
- *    survivors per scavenge). The channel costs less than a listener on
- *    each response (which adds a property to, or grows an array in, every
- *    response's listener table): its message is one short-lived object. A
- *    response that never finishes leaves with its socket (the socket's
- *    'close', `#abortQueue`). A request whose handler asked for a token has
- *    its state settled by its response's own 'finish' / 'close' (listeners
- *    added only then).
- * 4. Node hands a socket over on 'upgrade' / 'connect' only while those
- *    events have listeners. Our listener for them exists only while the
- *    application has one of its own (`#follow`), so adding ours never
- *    changes behaviour.
- * 5. Every listener added to the server, and the diagnostics channel
- *    subscriptions it holds, are removed by `detach()`.
+ * 1. The tracker owns its connections: only it adds a `Conn` to its set or
+ *    removes one, and it applies the policies (./http1.ts, ./http2.ts,
+ *    ./upgrades.ts, ./listeners.ts) to them when the coordinator says so:
+ *    `startDrain()`, `sweep()`, `force()`, `destroyAll()`. It reports back
+ *    only through {@link TrackerHost}; it never reads the coordinator.
+ * 2. Connections are tracked from 'connection' (plain HTTP/1), from
+ *    'secureConnection' (TLS; the handshake before it is a `PENDING` conn on
+ *    the raw socket, matched by the peer's address and port, so a client
+ *    that never handshakes cannot hang the drain) and from 'session'
+ *    (HTTP/2). Sockets accepted before `serve()` attached are found once, at
+ *    attach, among the process's active handles (`socket.server` is the
+ *    server): an HTTP/1 socket (it has Node's parser) is tracked at once; a
+ *    socket of an HTTP/2 server is `FOREIGN` until its session opens a
+ *    stream (a 'stream' listener on the server, present only while such a
+ *    socket is), then it is that session's `H2` conn. A request on an
+ *    HTTP/1 socket still unknown adopts it too (http1.ts).
+ * 3. Every listener added to the server is removed by `detach()`, and so
+ *    are the channel subscriptions it holds.
  */
-import diagnosticsChannel from "node:diagnostics_channel";
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingMessage } from "node:http";
 import type { ServerHttp2Session, ServerHttp2Stream } from "node:http2";
-import type { Server as NetServer, Socket } from "node:net";
-import { ABORTED, clientGoneReason, FINISHED, getState, requestKey, RequestState, setState, type TokenSource } from "./request-state.js";
+import * as net from "node:net";
+import { Conn, connOf, type ConnHost, DRAIN, FOREIGN, H1, H2, IGNORE, PENDING, QUEUE, tagConn, UPGRADED } from "./conn.js";
+import { abortQueue, endWithFin, startDrainH1, sweepIdle, unwatchRequests, watchRequests } from "./http1.js";
+import { closeForAnswers, countStream, countStreams, sendGoaway } from "./http2.js";
+import { ListenerControl } from "./listeners.js";
+import { markUpgraded, UpgradeListener, upgradeClosed } from "./upgrades.js";
 
-export const PENDING = 0;
-export const H1 = 1;
-export const H2 = 2;
-export const UPGRADED = 3;
-
-/** `Conn.mode` values. */
-const IGNORE = 0;
-const QUEUE = 1;
-const DRAIN = 2;
-
-/** Phases of a coordinator, in order. */
-export const SERVING = 0;
-export const STOPPING = 1; // shutdown started, `beforeCloseMs` still serving
-export const DRAINING = 2;
-export const FORCED = 3;
-export const CLOSED = 4;
-
-/** What a tracker needs from its coordinator. */
-export interface TrackerHost extends TokenSource {
-  readonly phase: number;
-  /** A tracked connection closed (after any promotion). */
-  connectionClosed(conn: Conn): void;
-  /** A request or stream ended; `completed` when its response finished. */
-  requestEnded(completed: boolean): void;
-  /** A connection was upgraded while draining: it was notified at once. */
-  upgradedWhileDraining(): void;
-  /** The server emitted 'close' (`reportedClose`). */
+/** What a tracker tells its coordinator, besides what its connections tell it. */
+export interface TrackerHost extends ConnHost {
+  /** An HTTP/2 session was sent GOAWAY. */
+  goawaySent(): void;
+  /** A listening socket was closed by the drain. */
+  listenerClosed(): void;
+  /** Something the drain waits for settled (a listener closed, a pending listen resolved). */
+  changed(): void;
+  /** The server emitted 'close' (the application closed it, or the drain did). */
   serverClosed(): void;
 }
 
-export class Conn {
-  kind: number;
-  socket: Socket | null;
-  session: ServerHttp2Session | null;
-  /** The tracker whose requests arrive on this socket; `null` once it detached. */
-  tracker: ServerTracker | null = null;
-  /**
-   * What the request hooks do with this connection's HTTP/1 requests
-   * (invariant 3): `QUEUE` while serving, `DRAIN` from the drain start on,
-   * `IGNORE` once its tracker detached. Read on the connection itself so a
-   * request touches nothing else of ours.
-   */
-  mode = IGNORE;
-  active = 0;
-  idleSince: number;
-  idleBytes: number;
-  /** We sent FIN (HTTP/1) or GOAWAY (HTTP/2). */
-  ended = false;
-  /** Destroyed at the deadline. */
-  forced = false;
-  timer: ReturnType<typeof setTimeout> | null = null;
-  upgrade: RequestState | null = null;
-  /** The response we set `shouldKeepAlive = false` on: the last one in flight. */
-  marked: ServerResponse | null = null;
-  /** HTTP/1 responses in flight, oldest first (invariant 3). */
-  readonly queue: ServerResponse[] = [];
-  readonly host: TrackerHost;
-
-  constructor(host: TrackerHost, kind: number, socket: Socket | null, session: ServerHttp2Session | null) {
-    this.host = host;
-    this.kind = kind;
-    this.socket = socket;
-    this.session = session;
-    this.idleSince = performance.now();
-    this.idleBytes = socket?.bytesRead ?? 0;
-  }
+/** What `serve()` knows about a server's protocol. */
+export interface ServerKind {
+  tls: boolean;
+  h2: boolean;
 }
 
-interface RequestStartMessage {
-  request: IncomingMessage;
-  response: ServerResponse;
-  socket: Socket;
-  server: unknown;
-}
-
-const REQUEST_START = "http.server.request.start";
-const RESPONSE_FINISH = "http.server.response.finish";
-/** Events whose listeners change Node's behaviour (invariant 4). */
-const FOLLOWED = ["upgrade", "connect"] as const;
-type Followed = (typeof FOLLOWED)[number];
-const trackers = new WeakMap<object, ServerTracker>();
-/**
- * The `Conn` of a tracked socket or HTTP/2 session, kept on the object itself
- * under a symbol of ours (invariant 3).
- */
-const CONN = Symbol("cancelkit.conn");
-interface Tagged {
-  [CONN]?: Conn;
-}
-function connOf(target: object): Conn | undefined {
-  return (target as Tagged)[CONN];
-}
-/** Attached trackers: both channels are subscribed while there is one (invariant 3). */
-let attachedTrackers = 0;
-
-/** Every HTTP/1 request of the process, served or not (invariant 3). */
-function onRequestStart(message: unknown): void {
-  const m = message as RequestStartMessage;
-  const conn = connOf(m.socket) ?? trackers.get(m.server as object)?.adopt(m.socket);
-  if (conn === undefined) return;
-  if (conn.mode === QUEUE) conn.queue.push(m.response); // the hot path: one push, nothing allocated
-  else if (conn.mode === DRAIN) conn.tracker!.onDrainingRequest(conn, m.response);
-}
-
-interface ResponseFinishMessage {
-  response: ServerResponse;
-  socket: Socket;
-}
-
-/**
- * Every HTTP/1 response of the process that finishes, tracked or not
- * (invariant 3). Published before Node detaches the response from its
- * socket; `onResponseFinish` only updates our own counts.
- */
-function onResponseFinishMessage(message: unknown): void {
-  const m = message as ResponseFinishMessage;
-  const conn = connOf(m.socket);
-  if (conn !== undefined && conn.mode !== IGNORE) onResponseFinish(conn, m.response);
-}
-
-/** `res` finished: it leaves the queue. */
-function onResponseFinish(conn: Conn, res: ServerResponse): void {
-  const queue = conn.queue;
-  // Normally the oldest, and the only one. `pop()`, not `length = 0`: V8
-  // drops an array's storage when its length is set to 0, and the next
-  // push would allocate it again, once per request.
-  if (queue.length === 1 && queue[0] === res) queue.pop();
-  else {
-    let i = 0;
-    while (i < queue.length && queue[i] !== res) i++;
-    if (i === queue.length) return;
-    // Shift the later ones down (splice would allocate).
-    for (let j = i + 1; j < queue.length; j++) queue[j - 1] = queue[j]!;
-    queue.pop();
-  }
-  if (conn.mode !== DRAIN) return;
-  if (--conn.active === 0) {
-    conn.idleSince = performance.now();
-    conn.idleBytes = conn.socket!.bytesRead;
-  }
-  conn.host.requestEnded(true);
-}
-
-/**
- * Drops finished responses from the front of `queue` (they finish in order)
- * at the drain start: a response's bytes may all be written before Node
- * emits its 'finish' (and publishes `RESPONSE_FINISH`); that message then
- * finds it gone and changes nothing.
- */
-function pruneFinished(queue: ServerResponse[]): void {
-  const length = queue.length;
-  let n = 0;
-  while (n < length && queue[n]!.writableFinished) n++;
-  if (n === 0) return;
-  for (let j = n; j < length; j++) queue[j - n] = queue[j]!;
-  for (let j = 0; j < n; j++) queue.pop(); // keeps the storage, see onResponseFinish
-}
-
-/** Settles `state` when `res` ends: its own events, since nothing else reports it while serving. */
-function watchResponse(res: ServerResponse, state: RequestState): void {
-  res.once("finish", () => state.finish(false));
-  res.once("close", () => state.finish(!res.writableFinished));
-}
-
-/**
- * The state of a request of a served server, created on first use; `undefined`
- * when `req` does not belong to one.
- */
-export function lookupState(req: object): RequestState | undefined {
-  const key = requestKey(req);
-  const known = getState(key);
-  if (known !== undefined) return known;
-  if (key !== req || typeof (req as { respond?: unknown }).respond === "function") {
-    // HTTP/2: the stream's session tells the coordinator.
-    const stream = key as ServerHttp2Stream;
-    const conn = stream.session ? connOf(stream.session) : undefined;
-    if (conn === undefined) return undefined;
-    const state = stream.closed
-      ? new RequestState(conn.host, false, stream.rstCode === 0 && stream.writableFinished ? FINISHED : ABORTED, clientGoneReason())
-      : new RequestState(conn.host, false);
-    setState(key, state);
-    return state;
-  }
-  const socket = (req as IncomingMessage).socket;
-  const conn = socket ? connOf(socket) : undefined;
-  if (conn === undefined) return undefined;
-  const queue = conn.queue;
-  let i = 0;
-  while (i < queue.length && queue[i]!.req !== req) i++;
-  const res = i < queue.length ? queue[i]! : null;
-  let state: RequestState;
-  if (res === null || res.writableFinished) {
-    // Not in flight any more: its response finished (an aborted one got its
-    // state when its socket closed).
-    state = new RequestState(conn.host, false, FINISHED);
-  } else {
-    state = new RequestState(conn.host, false);
-    watchResponse(res, state);
-  }
-  setState(req, state);
-  return state;
-}
-
-function isFollowed(event: string | symbol): event is Followed {
-  return event === "upgrade" || event === "connect";
-}
-
-function upgradeClosedReason(): DOMException {
-  return new DOMException("The upgraded connection closed", "AbortError");
-}
+const served = new WeakSet<object>();
 
 /** `true` when `server` is already served by a live coordinator. */
-export function isTracked(server: object): boolean {
-  return trackers.has(server);
+export function isServed(server: object): boolean {
+  return served.has(server);
 }
 
 export class ServerTracker {
-  readonly server: NetServer;
+  readonly server: net.Server;
   readonly #host: TrackerHost;
-  readonly #tls: boolean;
-  readonly #h2: boolean;
-  readonly conns = new Set<Conn>();
-  readonly #pendingByPeer = new Map<string, Conn>();
-  readonly #sessions = new Map<ServerHttp2Session, Conn>();
-  /** Node emitted 'close' for the listener we closed, or there was none to wait for. */
-  closeSettled = true;
+  readonly #kind: ServerKind;
+  readonly #conns = new Set<Conn>();
+  /** TLS handshakes and unknown HTTP/2 sockets, by peer address (invariant 2). */
+  readonly #byPeer = new Map<string, Conn>();
+  readonly #listener: ListenerControl;
+  readonly #upgrades: UpgradeListener;
+  readonly #listeners: Array<[string, (...args: never[]) => void]> = [];
+  #draining = false;
+  #streamListener: ((stream: ServerHttp2Stream) => void) | null = null;
   /**
    * Node emitted 'close' since the server last listened: it stopped
-   * listening and every connection Node counts for it ended (some of ours
-   * may still await their own 'close' event).
+   * listening and every connection Node counts for it ended.
    */
   reportedClose = false;
-  /** The drain started: new requests count as active and are told `Connection: close`. */
-  #draining = false;
-  /** The followed events (invariant 4) our listener is currently on. */
-  readonly #following = new Set<Followed>();
-  readonly #listeners: Array<[string, (...args: never[]) => void]> = [];
 
-  constructor(server: NetServer, host: TrackerHost, tls: boolean, h2: boolean) {
+  constructor(server: net.Server, host: TrackerHost, kind: ServerKind) {
     this.server = server;
     this.#host = host;
-    this.#tls = tls;
-    this.#h2 = h2;
+    this.#kind = kind;
+    this.#listener = new ListenerControl(server, () => host.changed());
+    this.#upgrades = new UpgradeListener(server, (req, socket) => this.#onUpgrade(req, socket));
   }
 
   attach(): void {
-    trackers.set(this.server, this);
-    if (attachedTrackers++ === 0) {
-      diagnosticsChannel.subscribe(REQUEST_START, onRequestStart);
-      diagnosticsChannel.subscribe(RESPONSE_FINISH, onResponseFinishMessage);
+    served.add(this.server);
+    this.#listener.attach();
+    watchRequests(this.server, (socket) => this.#track(new Conn(this.#host, H1, socket, null)));
+    if (this.#kind.tls) {
+      this.#on("connection", (raw: net.Socket) => this.#onRawTlsConnection(raw));
+      this.#on("secureConnection", (socket: net.Socket) => this.#onSecureConnection(socket));
+    } else if (!this.#kind.h2) {
+      this.#on("connection", (socket: net.Socket) => this.#track(new Conn(this.#host, H1, socket, null)));
     }
-    if (this.#tls) {
-      this.#on("connection", (raw: Socket) => this.#onRawTlsConnection(raw));
-      this.#on("secureConnection", (socket: Socket) => this.#onSecureConnection(socket));
-    } else if (!this.#h2) {
-      // h2c: the session is created on 'connection' and tracked as a session.
-      this.#on("connection", (socket: Socket) => this.#track(new Conn(this.#host, H1, socket, null)));
-    }
-    if (this.#h2) this.#on("session", (session: ServerHttp2Session) => this.#onSession(session));
-    this.#on("listening", () => (this.reportedClose = false));
+    if (this.#kind.h2) this.#on("session", (session: ServerHttp2Session) => this.#onSession(session));
+    this.#on("listening", () => {
+      this.reportedClose = false;
+      if (this.#listener.bound()) this.#host.listenerClosed();
+    });
     this.#on("close", () => {
       this.reportedClose = true;
       this.#host.serverClosed();
     });
-    this.#on("newListener", (event: string | symbol, listener: unknown) => {
-      if (isFollowed(event) && listener !== this.#onUpgrade) this.#follow(event, 1);
-    });
-    this.#on("removeListener", (event: string | symbol, listener: unknown) => {
-      if (isFollowed(event) && listener !== this.#onUpgrade) this.#follow(event, 0);
-    });
-    for (const event of FOLLOWED) this.#follow(event, 0);
+    this.#on("newListener", (event: string | symbol, listener: unknown) => this.#upgrades.changed(event, listener, true));
+    this.#on("removeListener", (event: string | symbol, listener: unknown) => this.#upgrades.changed(event, listener, false));
+    this.#upgrades.start();
+    this.#adoptExisting();
   }
 
   detach(): void {
-    if (trackers.get(this.server) !== this) return;
-    trackers.delete(this.server);
-    if (--attachedTrackers === 0) {
-      diagnosticsChannel.unsubscribe(REQUEST_START, onRequestStart);
-      diagnosticsChannel.unsubscribe(RESPONSE_FINISH, onResponseFinishMessage);
-    }
+    if (!served.delete(this.server)) return;
+    unwatchRequests(this.server);
+    this.#listener.detach();
     this.#draining = false;
-    for (const conn of this.conns) {
-      conn.tracker = null;
-      conn.mode = IGNORE;
-    }
-    for (const [event, listener] of this.#listeners) this.server.removeListener(event, listener as (...args: any[]) => void); // eslint-disable-line @typescript-eslint/no-explicit-any
+    for (const conn of this.#conns) conn.mode = IGNORE;
+    for (const [event, listener] of this.#listeners) this.server.removeListener(event, listener as (...args: unknown[]) => void);
     this.#listeners.length = 0;
-    for (const event of this.#following) this.server.removeListener(event, this.#onUpgrade);
-    this.#following.clear();
+    this.#upgrades.stop();
+  }
+
+  get listening(): boolean {
+    return this.server.listening;
+  }
+
+  /** A listen is pending, or a connection is open. */
+  get busy(): boolean {
+    return this.#listener.listenPending || this.#conns.size > 0;
+  }
+
+  /** Nothing left to wait for: no connection, and the listener settled. */
+  get settled(): boolean {
+    return this.#conns.size === 0 && this.#listener.settled;
+  }
+
+  get connectionCount(): number {
+    return this.#conns.size;
+  }
+
+  /** Stops accepting (and keeps a late `listen()` from serving). `true` when a listener was closed now. */
+  closeListener(): boolean {
+    return this.#listener.close();
+  }
+
+  /** Draining starts: every connection is told, or its idle clock starts. */
+  startDrain(): void {
+    this.#draining = true;
+    for (const conn of this.#conns) this.#drainConn(conn);
+  }
+
+  /** One look at every idle-able connection (HTTP/1, handshakes, unknown sockets). */
+  sweep(now: number, graceMs: number): void {
+    for (const conn of this.#conns) {
+      if (conn.kind === H1 || conn.kind === PENDING || conn.kind === FOREIGN) sweepIdle(conn, now, graceMs);
+    }
   }
 
   /**
-   * The drain starts: each HTTP/1 connection's responses in flight give
-   * `active`, and the newest one is told `Connection: close`.
+   * The deadline: connections with a request still answering (HTTP/1
+   * responses, HTTP/2 streams) are left to finish within the answer window;
+   * every other one is destroyed now. Returns how many are answering.
    */
-  startDrain(): void {
-    this.#draining = true;
-    for (const conn of this.conns) {
-      conn.mode = DRAIN;
-      const queue = conn.queue;
-      if (queue.length === 0) continue;
-      pruneFinished(queue);
-      if (conn.kind !== H1) continue;
-      conn.active = queue.length;
-      if (queue.length > 0) announceClose(conn, queue[queue.length - 1]!);
+  force(): number {
+    let answering = 0;
+    for (const conn of this.#conns) {
+      if (conn.kind === H1 && conn.active > 0) answering++;
+      else if (conn.kind === H2 && closeForAnswers(conn)) answering++;
+      else conn.destroy();
+    }
+    return answering;
+  }
+
+  /** The end of the answer window: whatever is left is destroyed. */
+  destroyAll(): void {
+    for (const conn of this.#conns) conn.destroy();
+    // HTTP/1 connections Node knows of and we do not (none, unless a runtime
+    // lists no handles): Node closes them.
+    (this.server as { closeAllConnections?: () => void }).closeAllConnections?.();
+    this.#listener.giveUp();
+  }
+
+  /** Ends an idle HTTP/1 connection with a FIN now (the answer window's sweep). */
+  endIdle(): void {
+    for (const conn of this.#conns) {
+      if ((conn.kind === H1 || conn.kind === PENDING) && !conn.ended && conn.active === 0 && !conn.partial) endWithFin(conn);
     }
   }
 
+  // -------------------------------------------------------------------------
+
   #on(event: string, listener: (...args: never[]) => void): void {
-    this.server.on(event, listener as (...args: any[]) => void); // eslint-disable-line @typescript-eslint/no-explicit-any
+    this.server.on(event, listener as (...args: unknown[]) => void);
     this.#listeners.push([event, listener]);
   }
 
-  /**
-   * Keeps our listener for `event` present exactly while the application has
-   * one of its own (invariant 4). `adding` is 1 from 'newListener', which
-   * Node emits before it adds the listener.
-   */
-  #follow(event: Followed, adding: number): void {
-    const ours = this.#following.has(event);
-    const others = this.server.listenerCount(event) - (ours ? 1 : 0) + adding;
-    if (others > 0 && !ours) {
-      // Prepended, so it runs before the application takes the socket over.
-      this.server.prependListener(event, this.#onUpgrade);
-      this.#following.add(event);
-    } else if (others === 0 && ours) {
-      this.server.removeListener(event, this.#onUpgrade);
-      this.#following.delete(event);
+  #drainConn(conn: Conn): void {
+    switch (conn.kind) {
+      case H1:
+      case PENDING:
+      case FOREIGN:
+        startDrainH1(conn);
+        break;
+      case H2:
+        if (sendGoaway(conn)) this.#host.goawaySent();
+        break;
+      case UPGRADED:
+        this.#host.upgradeNotified();
+        break;
     }
   }
 
   #track(conn: Conn): Conn {
     const socket = conn.socket!;
-    conn.tracker = this;
     conn.mode = this.#draining ? DRAIN : QUEUE;
-    this.conns.add(conn);
-    (socket as Tagged)[CONN] = conn;
+    this.#conns.add(conn);
+    tagConn(socket, conn);
     socket.once("close", () => {
-      this.#abortQueue(conn);
+      abortQueue(conn);
       this.#untrack(conn);
     });
+    if (this.#draining) startDrainH1(conn);
     return conn;
   }
 
-  /** The tracked connection of `socket`, if this tracker has one. */
-  #connOf(socket: Socket): Conn | undefined {
-    const conn = connOf(socket);
-    return conn !== undefined && conn.tracker === this && this.conns.has(conn) ? conn : undefined;
-  }
-
   #untrack(conn: Conn): void {
-    if (!this.conns.delete(conn)) return;
-    if (conn.timer !== null) clearTimeout(conn.timer);
-    conn.timer = null;
-    if (conn.upgrade !== null) conn.upgrade.finish(true, upgradeClosedReason());
+    if (!this.#conns.delete(conn)) return;
+    conn.clearTimer();
+    upgradeClosed(conn);
     this.#host.connectionClosed(conn);
   }
 
-  #onRawTlsConnection(raw: Socket): void {
+  /** Sockets and sessions accepted before `serve()` attached (invariant 2). */
+  #adoptExisting(): void {
+    const server = this.server;
+    const handles = (process as { _getActiveHandles?: () => unknown[] })._getActiveHandles;
+    if (!server.listening || typeof handles !== "function") return;
+    const sessionSockets = new Set<string>();
+    for (const session of this.#kind.h2 ? listedSessions(server) : []) {
+      if (connOf(session) !== undefined || session.closed || session.destroyed) continue;
+      this.#onSession(session);
+      const socket = session.socket;
+      if (socket?.remoteAddress !== undefined) sessionSockets.add(peerKey(socket));
+    }
+    let foreign = false;
+    for (const handle of handles.call(process)) {
+      if (!(handle instanceof net.Socket) || (handle as { server?: unknown }).server !== server || connOf(handle) !== undefined) continue;
+      if (handle.destroyed || (handle.remoteAddress !== undefined && sessionSockets.has(peerKey(handle)))) continue;
+      const parser = (handle as { parser?: unknown }).parser;
+      if (parser !== null && parser !== undefined) {
+        this.#track(new Conn(this.#host, H1, handle, null));
+      } else if (this.#kind.h2 && handle.remoteAddress !== undefined) {
+        const key = peerKey(handle);
+        this.#byPeer.set(key, this.#track(new Conn(this.#host, FOREIGN, handle, null)));
+        handle.once("close", () => this.#byPeer.delete(key));
+        foreign = true;
+      }
+    }
+    if (foreign) {
+      this.#streamListener = (stream) => this.#onForeignStream(stream);
+      this.#on("stream", this.#streamListener);
+    }
+  }
+
+  /** A stream of a session we have not seen: its socket was accepted before `serve()` attached. */
+  #onForeignStream(stream: ServerHttp2Stream): void {
+    const session = stream.session as ServerHttp2Session | undefined;
+    if (session === undefined || connOf(session) !== undefined) return;
+    const socket = session.socket;
+    const foreign = socket?.remoteAddress === undefined ? undefined : this.#byPeer.get(peerKey(socket));
+    if (foreign !== undefined) {
+      this.#byPeer.delete(peerKey(socket));
+      // The same connection, now known as a session: not a close.
+      this.#conns.delete(foreign);
+      foreign.clearTimer();
+    }
+    const conn = this.#onSession(session);
+    // This stream was emitted before our 'stream' listener was on the session.
+    countStream(conn, stream);
+    if (this.#byPeer.size === 0 && this.#streamListener !== null) {
+      this.server.removeListener("stream", this.#streamListener);
+      this.#streamListener = null;
+    }
+  }
+
+  #onRawTlsConnection(raw: net.Socket): void {
     // Without a peer address (a pipe) a handshake cannot be matched to its
     // TLS socket, and ending the raw socket of a live TLS connection would
     // kill its requests: such handshakes are left to the TLS handshake timeout.
     if (raw.remoteAddress === undefined) return;
     const key = peerKey(raw);
-    this.#pendingByPeer.set(key, this.#track(new Conn(this.#host, PENDING, raw, null)));
-    raw.once("close", () => this.#pendingByPeer.delete(key));
+    this.#byPeer.set(key, this.#track(new Conn(this.#host, PENDING, raw, null)));
+    raw.once("close", () => this.#byPeer.delete(key));
   }
 
-  #onSecureConnection(socket: Socket): void {
+  #onSecureConnection(socket: net.Socket): void {
     const key = peerKey(socket);
-    const pending = this.#pendingByPeer.get(key);
+    const pending = this.#byPeer.get(key);
     if (pending !== undefined) {
-      this.#pendingByPeer.delete(key);
-      this.conns.delete(pending);
+      this.#byPeer.delete(key);
+      this.#conns.delete(pending); // the same connection, past its handshake: not a close
+      pending.clearTimer();
     }
     // An HTTP/2 TLS connection is tracked as a session; HTTP/1 (allowHTTP1)
     // and plain HTTPS on the TLS socket.
-    if (this.#h2 && (socket as Socket & { alpnProtocol?: unknown }).alpnProtocol === "h2") return;
+    if (this.#kind.h2 && (socket as net.Socket & { alpnProtocol?: unknown }).alpnProtocol === "h2") return;
     this.#track(new Conn(this.#host, H1, socket, null));
   }
 
-  /** An HTTP/1 request on a socket of ours while draining, before any user handler (invariant 3). */
-  onDrainingRequest(conn: Conn, res: ServerResponse): void {
-    conn.active++;
-    conn.queue.push(res);
-    announceClose(conn, res);
-  }
-
-  /** A request arrived on a socket accepted before serve() attached: the socket is adopted. */
-  adopt(socket: Socket): Conn {
-    return this.#track(new Conn(this.#host, H1, socket, null));
-  }
-
-  /** The socket closed: requests still in flight never got their response. */
-  #abortQueue(conn: Conn): void {
-    const queue = conn.queue;
-    for (let i = 0; i < queue.length; i++) {
-      const res = queue[i]!;
-      if (res.writableFinished) {
-        // Written out, its 'finish' not emitted yet: it completed.
-        this.#host.requestEnded(true);
-        continue;
-      }
-      const req = res.req;
-      const state = getState(req);
-      if (state !== undefined) state.finish(true);
-      else setState(req, new RequestState(conn.host, false, ABORTED, clientGoneReason()));
-      this.#host.requestEnded(false);
+  #onSession(session: ServerHttp2Session): Conn {
+    const conn = new Conn(this.#host, H2, null, session);
+    conn.mode = this.#draining ? DRAIN : QUEUE;
+    this.#conns.add(conn);
+    tagConn(session, conn);
+    countStreams(conn, session);
+    session.once("close", () => this.#untrack(conn));
+    // A session opened while draining (before the listener closed) is told at once.
+    if (this.#draining) {
+      queueMicrotask(() => {
+        if (this.#conns.has(conn) && sendGoaway(conn)) this.#host.goawaySent();
+      });
     }
-    queue.length = 0;
-    conn.active = 0;
+    return conn;
   }
 
-  readonly #onUpgrade = (req: IncomingMessage, socket: Socket): void => {
+  #onUpgrade(req: IncomingMessage, socket: net.Socket): void {
     // An HTTP/2 server emits 'connect' with a request and a response: the
     // stream is tracked by its session.
     if (req.httpVersionMajor === 2) return;
-    let conn = this.#connOf(socket);
-    if (conn === undefined) conn = this.#track(new Conn(this.#host, UPGRADED, socket, null));
-    conn.kind = UPGRADED;
-    const state = new RequestState(this.#host, true);
-    setState(req, state);
-    conn.upgrade = state;
-    if (this.#host.phase >= DRAINING) this.#host.upgradedWhileDraining();
-  };
-
-  #onSession(session: ServerHttp2Session): void {
-    const host = this.#host;
-    const conn = new Conn(host, H2, null, session);
-    this.conns.add(conn);
-    this.#sessions.set(session, conn);
-    (session as Tagged)[CONN] = conn;
-    session.prependListener("stream", (stream: ServerHttp2Stream) => {
-      conn.active++;
-      stream.on("close", () => {
-        conn.active--;
-        const completed = stream.rstCode === 0 && stream.writableFinished;
-        getState(stream)?.finish(!completed);
-        host.requestEnded(completed);
-      });
-    });
-    session.once("close", () => {
-      this.#sessions.delete(session);
-      this.#untrack(conn);
-    });
-    // A session opened while draining (before the listener closed) is told at once.
-    if (host.phase >= DRAINING) queueMicrotask(() => this.onSessionDuringDrain?.(conn));
+    const known = connOf(socket);
+    const conn = known !== undefined && this.#conns.has(known) ? known : this.#track(new Conn(this.#host, UPGRADED, socket, null));
+    markUpgraded(conn, req, this.#draining);
   }
-
-  /** Set by the coordinator: sends GOAWAY to a session that arrived during the drain. */
-  onSessionDuringDrain: ((conn: Conn) => void) | null = null;
 }
 
 /**
- * Makes `res` the response that says `Connection: close` on its connection.
- *
- * Only the last response in flight may say it: with pipelining, Node closes
- * the socket after the first response that does, and requests already
- * received behind it would be dropped. So the mark moves to each newer
- * response while the older one's headers are unsent. A response whose client
- * already asked to close (`shouldKeepAlive` false) ends the connection by
- * itself and takes no mark.
+ * The sessions an HTTP/2 server lists itself: Node 24 keeps them (for its
+ * own `close()`) in a `Set` under a symbol described "sessions"; Node 20
+ * and 22 keep none, and their pre-attach sessions are found by their
+ * sockets instead (invariant 2).
  */
-export function announceClose(conn: Conn, res: ServerResponse): void {
-  const previous = conn.marked;
-  if (previous !== null && previous !== res && !previous.headersSent) previous.shouldKeepAlive = true;
-  conn.marked = null;
-  if (res.headersSent || !res.shouldKeepAlive) return;
-  res.shouldKeepAlive = false;
-  conn.marked = res;
+function listedSessions(server: object): ServerHttp2Session[] {
+  for (const symbol of Object.getOwnPropertySymbols(server)) {
+    if (symbol.description !== "sessions") continue;
+    const value = (server as Record<symbol, unknown>)[symbol];
+    // Node's own `SafeSet`: a Set by brand, not by `instanceof`.
+    if (Object.prototype.toString.call(value) === "[object Set]") return Array.from(Set.prototype.values.call(value as Set<ServerHttp2Session>));
+  }
+  return [];
 }
 
-function peerKey(socket: Socket): string {
+function peerKey(socket: net.Socket): string {
   return `${socket.remoteAddress}|${socket.remotePort}`;
 }

@@ -30,7 +30,8 @@ describe("serve() options", () => {
   it.each([
     [{ idleGraceMs: -1 }, RangeError, "Cannot serve: 'idleGraceMs' must be a finite number >= 0, received number -1"],
     [{ drainTimeoutMs: Number.POSITIVE_INFINITY }, RangeError, "'drainTimeoutMs' must be a finite number >= 0"],
-    [{ beforeCloseMs: 2 ** 31 }, RangeError, "'beforeCloseMs' must be a finite number >= 0 and <= 2147483647"],
+    [{ drainTimeoutMS: 5000 }, TypeError, "Cannot serve: unknown option 'drainTimeoutMS' (did you mean 'drainTimeoutMs'?)"],
+    [{ forceAnswerMs: true }, TypeError, "Cannot serve: 'forceAnswerMs' must be a finite number >= 0, received boolean true"],
     [{ idleGraceMs: "1000" }, TypeError, "received string \"1000\""],
     [{ signal: "SIGTERM" }, TypeError, "'signal' must be an AbortSignal, a CancellationToken or undefined"],
   ])("serve() rejects %j before any side effect", (options, type, message) => {
@@ -41,6 +42,18 @@ describe("serve() options", () => {
     // Nothing was attached: the server can still be served.
     expect(server.listenerCount("connection")).toBe(connectionListeners);
     expect(() => serve(server)).not.toThrow();
+  });
+
+  it("serve() accepts a beforeCloseMs past 2³¹−1 ms and keeps serving through it (timers are chained, not fired early)", async () => {
+    const server = okServer();
+    await listen(server);
+    const graceful = serve(server, { beforeCloseMs: 2 ** 32 });
+    const done = graceful.shutdown();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect({ state: graceful.state.borrow(), isReady: graceful.isReady, listening: server.listening }).toEqual({ state: "serving", isReady: false, listening: true });
+    const report = await graceful.force();
+    expect(report).toBe(await done);
+    expect(server.listening).toBe(false);
   });
 
   it("serve() throws TypeError when options is not an object", () => {

@@ -34,10 +34,17 @@ export const UPGRADED = 3;
  */
 export const FOREIGN = 4;
 
-/** What the request hooks do with a connection's HTTP/1 requests. */
+/**
+ * What the request hooks do with a connection's HTTP/1 requests: the
+ * diagnostics-channel hooks take `QUEUE` / `DRAIN`, the fallback
+ * 'request' listener (a runtime whose sockets have no Node HTTP parser,
+ * http1.ts invariant 6) `LISTENED_QUEUE` / `LISTENED_DRAIN`.
+ */
 export const IGNORE = 0;
 export const QUEUE = 1;
 export const DRAIN = 2;
+export const LISTENED_QUEUE = 3;
+export const LISTENED_DRAIN = 4;
 
 /** What a connection tells its coordinator: the counts of the report, and when to re-check "drained". */
 export interface ConnHost extends TokenSource {
@@ -64,6 +71,11 @@ export class Conn {
   idleSince: number;
   idleBytes: number;
   idleRead: number;
+  /**
+   * HTTP/1: the socket has Node's HTTP parser, so a request arriving can be
+   * seen in its bytes and refused after our FIN (http1.ts, invariants 4-6).
+   */
+  parsed = true;
   /** HTTP/1: bytes of a request arrived while idle; in flight until a response finishes. */
   partial = false;
   /** We sent FIN (HTTP/1) or GOAWAY (HTTP/2): the client was told. */

@@ -35,11 +35,19 @@
  *    counts it, so the client sees the connection close with no response
  *    and nothing ran. A client that ignores the FIN is destroyed after
  *    `LINGER_MS`.
+ * 6. A socket without Node's HTTP parser (Bun's `node:http`, which also
+ *    publishes neither channel and counts no bytes) is *listened*: its
+ *    requests are seen by a 'request' listener prepended to the server,
+ *    added with the first such socket, and its responses by their own
+ *    'finish' / 'close'. Neither a request arriving nor one after a FIN can
+ *    be seen there, so such a connection is never ended for idleness: only
+ *    `Connection: close`, the runtime's own keep-alive timeout and the
+ *    deadline close it.
  */
 import diagnosticsChannel from "node:diagnostics_channel";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
-import { Conn, connOf, DRAIN, H1, IGNORE, QUEUE, transferred } from "./conn.js";
+import { Conn, connOf, DRAIN, H1, LISTENED_DRAIN, LISTENED_QUEUE, QUEUE, transferred } from "./conn.js";
 import { ABORTED, clientGoneReason, FINISHED, getState, RequestState, setState } from "./request-state.js";
 
 /** How long a connection we sent a FIN may stay open before it is destroyed. */
@@ -98,7 +106,27 @@ function onRequestStart(message: unknown): void {
 function onResponseFinishMessage(message: unknown): void {
   const m = message as ResponseFinishMessage;
   const conn = connOf(m.socket);
-  if (conn !== undefined && conn.mode !== IGNORE) onResponseFinish(conn, m.response);
+  if (conn !== undefined && (conn.mode === QUEUE || conn.mode === DRAIN)) onResponseFinish(conn, m.response);
+}
+
+/** `true` when `socket` carries Node's HTTP/1 parser (invariant 6). */
+export function hasNodeParser(socket: Socket): boolean {
+  const parser = (socket as Socket & { parser?: { onIncoming?: unknown } | null }).parser;
+  return typeof parser?.onIncoming === "function";
+}
+
+/** The fallback request hook of a listened connection (invariant 6): a prepended 'request' listener. */
+export function onListenedRequest(req: IncomingMessage, res: ServerResponse): void {
+  const conn = connOf(req.socket);
+  if (conn === undefined || (conn.mode !== LISTENED_QUEUE && conn.mode !== LISTENED_DRAIN)) return;
+  conn.queue.push(res);
+  if (conn.mode === LISTENED_DRAIN) {
+    conn.active++;
+    announceClose(conn, res);
+  }
+  res.once("finish", () => {
+    if (conn.mode === LISTENED_QUEUE || conn.mode === LISTENED_DRAIN) onResponseFinish(conn, res);
+  });
 }
 
 /** `res` finished: it leaves the queue. */
@@ -115,7 +143,7 @@ function onResponseFinish(conn: Conn, res: ServerResponse): void {
     for (let j = i + 1; j < queue.length; j++) queue[j - 1] = queue[j]!; // splice would allocate
     queue.pop();
   }
-  if (conn.mode !== DRAIN) return;
+  if (conn.mode !== DRAIN && conn.mode !== LISTENED_DRAIN) return;
   if (--conn.active === 0) markIdle(conn);
   conn.host.requestEnded(true);
 }
@@ -149,7 +177,7 @@ function announceClose(conn: Conn, res: ServerResponse): void {
  * clock starts.
  */
 export function startDrainH1(conn: Conn): void {
-  conn.mode = DRAIN;
+  conn.mode = conn.parsed ? DRAIN : LISTENED_DRAIN;
   const queue = conn.queue;
   let n = 0;
   while (n < queue.length && queue[n]!.writableFinished) n++;
@@ -168,7 +196,7 @@ export function startDrainH1(conn: Conn): void {
  * idle for `graceMs` (invariant 4).
  */
 export function sweepIdle(conn: Conn, now: number, graceMs: number): void {
-  if (conn.ended || conn.active > 0) return;
+  if (conn.ended || conn.active > 0 || !conn.parsed) return;
   const bytes = transferred(conn.socket!);
   if (bytes !== conn.idleBytes) {
     // Something moved (a handshake, a TLS session ticket, a session of
@@ -218,7 +246,7 @@ interface ParserLike {
 /** The socket closed: requests still in flight never got their response. */
 export function abortQueue(conn: Conn): void {
   const queue = conn.queue;
-  const draining = conn.mode === DRAIN;
+  const draining = conn.mode === DRAIN || conn.mode === LISTENED_DRAIN;
   for (let i = 0; i < queue.length; i++) {
     const res = queue[i]!;
     if (res.writableFinished) {

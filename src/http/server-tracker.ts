@@ -24,8 +24,8 @@
 import type { IncomingMessage } from "node:http";
 import type { ServerHttp2Session, ServerHttp2Stream } from "node:http2";
 import * as net from "node:net";
-import { Conn, connOf, type ConnHost, DRAIN, FOREIGN, H1, H2, IGNORE, PENDING, QUEUE, tagConn, UPGRADED } from "./conn.js";
-import { abortQueue, endWithFin, startDrainH1, sweepIdle, unwatchRequests, watchRequests } from "./http1.js";
+import { Conn, connOf, type ConnHost, FOREIGN, H1, H2, IGNORE, LISTENED_QUEUE, PENDING, QUEUE, tagConn, UPGRADED } from "./conn.js";
+import { abortQueue, endWithFin, hasNodeParser, onListenedRequest, startDrainH1, sweepIdle, unwatchRequests, watchRequests } from "./http1.js";
 import { closeForAnswers, countStream, countStreams, sendGoaway } from "./http2.js";
 import { ListenerControl } from "./listeners.js";
 import { markUpgraded, UpgradeListener, upgradeClosed } from "./upgrades.js";
@@ -66,6 +66,8 @@ export class ServerTracker {
   readonly #upgrades: UpgradeListener;
   readonly #listeners: Array<[string, (...args: never[]) => void]> = [];
   #draining = false;
+  /** The fallback 'request' listener is on the server (http1.ts, invariant 6). */
+  #listening = false;
   #streamListener: ((stream: ServerHttp2Stream) => void) | null = null;
   /**
    * Node emitted 'close' since the server last listened: it stopped
@@ -91,6 +93,8 @@ export class ServerTracker {
     } else if (!this.#kind.h2) {
       this.#on("connection", (socket: net.Socket) => this.#track(new Conn(this.#host, H1, socket, null)));
     }
+    // A TLS server without `addContext` (Bun's https) emits the TLS socket
+    // itself as 'connection': it is tracked as plain HTTP/1 above.
     if (this.#kind.h2) this.#on("session", (session: ServerHttp2Session) => this.#onSession(session));
     this.#on("listening", () => {
       this.reportedClose = false;
@@ -209,7 +213,17 @@ export class ServerTracker {
 
   #track(conn: Conn): Conn {
     const socket = conn.socket!;
-    conn.mode = this.#draining ? DRAIN : QUEUE;
+    conn.mode = QUEUE;
+    if (conn.kind === H1 && !hasNodeParser(socket)) {
+      conn.parsed = false;
+      conn.mode = LISTENED_QUEUE;
+      if (!this.#listening) {
+        this.#listening = true;
+        this.server.prependListener("request", onListenedRequest);
+        this.#listeners.push(["request", onListenedRequest]);
+        warnListened();
+      }
+    }
     this.#conns.add(conn);
     tagConn(socket, conn);
     socket.once("close", () => {
@@ -306,7 +320,6 @@ export class ServerTracker {
 
   #onSession(session: ServerHttp2Session): Conn {
     const conn = new Conn(this.#host, H2, null, session);
-    conn.mode = this.#draining ? DRAIN : QUEUE;
     this.#conns.add(conn);
     tagConn(session, conn);
     countStreams(conn, session);
@@ -344,6 +357,19 @@ function listedSessions(server: object): ServerHttp2Session[] {
     if (Object.prototype.toString.call(value) === "[object Set]") return Array.from(Set.prototype.values.call(value as Set<ServerHttp2Session>));
   }
   return [];
+}
+
+let warned = false;
+
+/** Says once per process that the drain runs without what Node's parser gives it (http1.ts, invariant 6). */
+function warnListened(): void {
+  if (warned) return;
+  warned = true;
+  process.emitWarning(
+    "serve(): this runtime's HTTP/1 sockets have no Node HTTP parser (Bun). Requests are seen through a prepended 'request' listener, " +
+      "and idle keep-alive connections are closed by the runtime's own close(), not after idleGraceMs; see docs/http.md, \"Runtimes\".",
+    { code: "CANCELKIT_HTTP_DEGRADED" },
+  );
 }
 
 function peerKey(socket: net.Socket): string {

@@ -11,17 +11,19 @@
  *    'secureConnection' (TLS; the handshake before it is a `PENDING` conn on
  *    the raw socket, matched by the peer's address and port, so a client
  *    that never handshakes cannot hang the drain) and from 'session'
- *    (HTTP/2). Sockets accepted before `serve()` attached are found once, at
- *    attach, among the process's active handles (`socket.server` is the
- *    server): an HTTP/1 socket (it has Node's parser) is tracked at once; a
- *    socket of an HTTP/2 server is `FOREIGN` until its session opens a
- *    stream (a 'stream' listener on the server, present only while such a
- *    socket is), then it is that session's `H2` conn. A request on an
- *    HTTP/1 socket still unknown adopts it too (http1.ts).
+ *    (HTTP/2). Connections accepted before `serve()` attached are found
+ *    once, at attach: HTTP/1 ones in the list Node keeps for the server (a
+ *    response in flight on one is queued), HTTP/2 sessions in the server's
+ *    own list where Node keeps one (24), and otherwise by their socket among
+ *    the process's active handles (`socket.server` is the server): such a
+ *    socket is `FOREIGN` until its session opens a stream (a 'stream'
+ *    listener on the server, present only while such a socket is), then it
+ *    is that session's `H2` conn. A request on an HTTP/1 socket still
+ *    unknown adopts it too (http1.ts).
  * 3. Every listener added to the server is removed by `detach()`, and so
  *    are the channel subscriptions it holds.
  */
-import type { IncomingMessage } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ServerHttp2Session, ServerHttp2Stream } from "node:http2";
 import * as net from "node:net";
 import { Conn, connOf, type ConnHost, FOREIGN, H1, H2, IGNORE, LISTENED_QUEUE, PENDING, QUEUE, tagConn, UPGRADED } from "./conn.js";
@@ -244,28 +246,35 @@ export class ServerTracker {
   /** Sockets and sessions accepted before `serve()` attached (invariant 2). */
   #adoptExisting(): void {
     const server = this.server;
-    const handles = (process as { _getActiveHandles?: () => unknown[] })._getActiveHandles;
-    if (!server.listening || typeof handles !== "function") return;
-    const sessionSockets = new Set<string>();
+    if (!server.listening) return;
+    const known = new Set<string>();
+    for (const socket of listedConnections(server)) {
+      if (socket.destroyed || connOf(socket) !== undefined) continue;
+      const conn = this.#track(new Conn(this.#host, H1, socket, null));
+      // A request in flight since before we attached: its response is what
+      // Node has assigned to the socket.
+      const res = (socket as net.Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+      if (res !== null && res !== undefined && !res.writableFinished) conn.queue.push(res);
+      if (socket.remoteAddress !== undefined) known.add(peerKey(socket));
+    }
     for (const session of this.#kind.h2 ? listedSessions(server) : []) {
       if (connOf(session) !== undefined || session.closed || session.destroyed) continue;
       this.#onSession(session);
       const socket = session.socket;
-      if (socket?.remoteAddress !== undefined) sessionSockets.add(peerKey(socket));
+      if (socket?.remoteAddress !== undefined) known.add(peerKey(socket));
     }
+    if (!this.#kind.h2) return;
+    // Node 20 and 22 list no sessions: their sockets are what is left.
+    const handles = (process as { _getActiveHandles?: () => unknown[] })._getActiveHandles;
+    if (typeof handles !== "function") return;
     let foreign = false;
     for (const handle of handles.call(process)) {
       if (!(handle instanceof net.Socket) || (handle as { server?: unknown }).server !== server || connOf(handle) !== undefined) continue;
-      if (handle.destroyed || (handle.remoteAddress !== undefined && sessionSockets.has(peerKey(handle)))) continue;
-      const parser = (handle as { parser?: unknown }).parser;
-      if (parser !== null && parser !== undefined) {
-        this.#track(new Conn(this.#host, H1, handle, null));
-      } else if (this.#kind.h2 && handle.remoteAddress !== undefined) {
-        const key = peerKey(handle);
-        this.#byPeer.set(key, this.#track(new Conn(this.#host, FOREIGN, handle, null)));
-        handle.once("close", () => this.#byPeer.delete(key));
-        foreign = true;
-      }
+      if (handle.destroyed || handle.remoteAddress === undefined || known.has(peerKey(handle))) continue;
+      const key = peerKey(handle);
+      this.#byPeer.set(key, this.#track(new Conn(this.#host, FOREIGN, handle, null)));
+      handle.once("close", () => this.#byPeer.delete(key));
+      foreign = true;
     }
     if (foreign) {
       this.#streamListener = (stream) => this.#onForeignStream(stream);
@@ -341,6 +350,23 @@ export class ServerTracker {
     const conn = known !== undefined && this.#conns.has(known) ? known : this.#track(new Conn(this.#host, UPGRADED, socket, null));
     markUpgraded(conn, req, this.#draining);
   }
+}
+
+/**
+ * The HTTP/1 connections Node keeps for a server (for its own
+ * `closeIdleConnections()` and request timeouts): a list under a symbol
+ * described "http.server.connections" whose `all()` returns their parsers.
+ * It holds the TLS socket of an HTTPS connection, which the process's
+ * handles do not (they list the TCP socket under it).
+ */
+function listedConnections(server: object): net.Socket[] {
+  for (const symbol of Object.getOwnPropertySymbols(server)) {
+    if (symbol.description !== "http.server.connections") continue;
+    const list = (server as Record<symbol, { all?: () => Array<{ socket?: net.Socket | null }> }>)[symbol];
+    if (typeof list?.all !== "function") return [];
+    return list.all().flatMap((parser) => (parser.socket ? [parser.socket] : []));
+  }
+  return [];
 }
 
 /**

@@ -623,3 +623,116 @@ describe("serve(): a streaming response ended on its draining token", () => {
     TIMEOUT,
   );
 });
+
+// ---------------------------------------------------------------------------
+// HTTP/1 connections accepted before serve() attached
+
+describe.each(["http", "https"] as const)("serve() over %s: a connection accepted before serve() attached", (protocol) => {
+  it("serve() finds an idle keep-alive connection accepted before it attached and ends it after the grace, not at the deadline", async () => {
+    const server = cleanup.add(createServer(protocol, (_req, res) => res.end("ok")) as http.Server);
+    const port = await listen(server);
+    const client = await RawClient.open(protocol, port);
+    cleanup.add(client.socket);
+    client.get("/");
+    expect((await client.response(1)).headers.connection).toBe("keep-alive");
+    const graceful = serve(server, { idleGraceMs: 50, drainTimeoutMs: 20_000 });
+    const report = await graceful.shutdown();
+    await client.ended();
+    expect({ error: client.error?.code ?? null, gotEnd: client.gotEnd, graceful: report.connectionsClosedGracefully >= 1, forced: report.connectionsForced, deadlineHit: report.deadlineHit }).toEqual({
+      error: null,
+      gotEnd: true,
+      graceful: true,
+      forced: 0,
+      deadlineHit: false,
+    });
+  }, TIMEOUT);
+
+  it("serve() lets a request in flight since before it attached finish, told Connection: close", async () => {
+    const gate = latch();
+    const arrived = latch();
+    const server = cleanup.add(
+      createServer(protocol, (_req, res) => {
+        arrived.release();
+        void gate.promise.then(() => res.end("slow"));
+      }) as http.Server,
+    );
+    const port = await listen(server);
+    const client = await RawClient.open(protocol, port);
+    cleanup.add(client.socket);
+    client.get("/slow");
+    await arrived.promise;
+    const graceful = serve(server, { idleGraceMs: 50, drainTimeoutMs: 20_000 });
+    const done = graceful.shutdown();
+    // Several graces pass with the request in flight: it is not idle.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    gate.release();
+    const response = await client.response(1);
+    const report = await done;
+    expect({ status: response.status, body: response.body, connection: response.headers.connection, completed: report.requestsCompletedWhileDraining, deadlineHit: report.deadlineHit }).toEqual({
+      status: 200,
+      body: "slow",
+      connection: "close",
+      completed: 1,
+      deadlineHit: false,
+    });
+  }, TIMEOUT);
+
+  it("serve() announces Connection: close on a request in flight on a connection accepted before it attached", async () => {
+    const gate = latch();
+    const arrived = latch();
+    const server = cleanup.add(
+      createServer(protocol, (_req, res) => {
+        arrived.release();
+        void gate.promise.then(() => res.end("slow"));
+      }) as http.Server,
+    );
+    const port = await listen(server);
+    const client = await RawClient.open(protocol, port);
+    cleanup.add(client.socket);
+    const graceful = serve(server, { drainTimeoutMs: 20_000 });
+    client.get("/slow");
+    await arrived.promise;
+    const done = graceful.shutdown();
+    gate.release();
+    const response = await client.response(1);
+    const report = await done;
+    expect({ status: response.status, connection: response.headers.connection, completed: report.requestsCompletedWhileDraining, deadlineHit: report.deadlineHit }).toEqual({
+      status: 200,
+      connection: "close",
+      completed: 1,
+      deadlineHit: false,
+    });
+  }, TIMEOUT);
+});
+
+describe("GracefulServer.force(), called again", () => {
+  it("force() a second time, or after the report, returns the same promise and changes nothing", async () => {
+    const gate = latch();
+    const arrived = latch();
+    const reasons: unknown[] = [];
+    const server = cleanup.add(
+      http.createServer((req, res) => {
+        requestToken(req).onCancel((reason) => reasons.push(reason));
+        arrived.release();
+        void gate.promise.then(() => res.end("late"));
+      }),
+    );
+    const port = await listen(server);
+    const graceful = serve(server, { drainTimeoutMs: 20_000, forceAnswerMs: 0 });
+    const client = await RawClient.open("http", port);
+    cleanup.add(client.socket);
+    client.get("/");
+    await arrived.promise;
+    const first = graceful.force("first");
+    const second = graceful.force("second");
+    const report = await first;
+    const third = graceful.force("third");
+    gate.release();
+    expect({ same: second === first && third === first && graceful.shutdown() === first, reasons, deadlineHit: report.deadlineHit, forced: report.connectionsForced }).toEqual({
+      same: true,
+      reasons: ["first"],
+      deadlineHit: true,
+      forced: 1,
+    });
+  }, TIMEOUT);
+});

@@ -34,7 +34,9 @@
  *    parser's `onIncoming` is replaced by one that discards the request and
  *    counts it, so the client sees the connection close with no response
  *    and nothing ran. A client that ignores the FIN is destroyed after
- *    `LINGER_MS`.
+ *    `LINGER_MS`. A socket without that parser (a stalled TLS handshake, a
+ *    pre-attach HTTP/2 socket) is destroyed instead of ended: what arrives
+ *    after is answered by a reset, never parsed.
  * 6. A socket without Node's HTTP parser (Bun's `node:http`, which also
  *    publishes neither channel and counts no bytes) is *listened*: its
  *    requests are seen by a 'request' listener prepended to the server,

@@ -18,8 +18,9 @@
  * - *grace*: how long an HTTP/1 connection that was never told must stay
  *   idle before it is closed with a FIN (`idleGraceMs`), so a client that
  *   reuses it at that instant gets an answer instead of a reset;
- * - *forced*: at the drain deadline (`drainTimeoutMs`) request tokens are
- *   cancelled with a `ShutdownTimeoutError` and what is left is destroyed.
+ * - *forced*: at the drain deadline (`drainTimeoutMs`, or `force()`) request
+ *   tokens are cancelled with a `ShutdownTimeoutError`, handlers get
+ *   `forceAnswerMs` to answer, and what is left is destroyed.
  *
  * The lifecycle is a `watch` channel, `serving → draining → closed`; see
  * the guide `docs/http.md` for the state machine, the options and a
@@ -29,9 +30,11 @@
  * import { shutdown } from "cancelkit/signals";
  * import { serve, drainingToken } from "cancelkit/http";
  *
- * const graceful = serve(handler, { signal: shutdown(), beforeCloseMs: 5_000, drainTimeoutMs: 20_000 });
+ * const stop = shutdown(); // the first SIGINT or SIGTERM
+ * const graceful = serve(handler, { signal: stop, beforeCloseMs: 5_000, drainTimeoutMs: 20_000 });
  * graceful.server.listen(8080);
- * const report = await graceful.shutdown(); // resolves once drained
+ * await stop.cancelled();
+ * const report = await graceful.shutdown(); // the drain the signal started; resolves once drained
  * console.log(report);
  * ```
  *

@@ -199,6 +199,11 @@ describe("serve(): a request that arrives after our FIN", () => {
       const done = graceful.shutdown();
       const result = await outcome;
       const report = await done;
+      // Usually the request is written on the pooled socket behind our FIN
+      // and refused there; when the agent has already read the FIN it opens
+      // a new connection instead, which the closed listener refuses. Either
+      // way nothing ran and the client got no response.
+      const wentToNewConnection = result.error === "ECONNREFUSED";
       expect({
         handlerCallsForLate: calls.get("/late") ?? 0,
         gotResponse: result.status !== undefined,
@@ -207,7 +212,7 @@ describe("serve(): a request that arrives after our FIN", () => {
       }).toEqual({
         handlerCallsForLate: 0,
         gotResponse: false,
-        requestsRefusedAfterClose: 1,
+        requestsRefusedAfterClose: wentToNewConnection ? 0 : 1,
         deadlineHit: false,
       });
     },

@@ -2,8 +2,17 @@
  * The library's waits compose with fc.scheduler(): every wait settles from
  * the actions the scheduler releases, in whatever order it picks, with the
  * outcome a one-line model predicts. These are the patterns docs/testing.md
- * teaches (scheduled promises, scheduleFunction, scheduleSequence); the
- * library's own race properties live beside each area's model test.
+ * teaches; the library's own race properties live beside each area's model
+ * test.
+ *
+ * Two things to know about the scheduler, both shown here:
+ * - an *action* (send, close, cancel) is scheduled as a turn:
+ *   `s.schedule(Promise.resolve(label)).then(action)`. `s.scheduleFunction(f)`
+ *   calls `f` at once and schedules only its answer: it is for an async
+ *   dependency of the code under test (an API call, a hook), not for an action;
+ * - `fc.scheduler()` goes last among the arbitraries: listed first, its
+ *   choices follow the values generated after it, and whole orders are never
+ *   tried. Each property below also checks that every order was reached.
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -16,23 +25,30 @@ const settle = <T>(promise: Promise<T>): Promise<Outcome<T>> =>
     (reason: unknown) => ({ ok: false, reason }),
   );
 
+/** Runs `action` when the scheduler releases the turn named `label`. */
+const turn = <T>(s: fc.Scheduler, label: string, action: () => T): Promise<T> => s.schedule(Promise.resolve(label)).then(action);
+
 describe("fc.scheduler() over cancelkit's waits", () => {
-  it("recv() settles with whichever of send, close and cancel the scheduler runs first, and an aborted recv() consumes nothing", async () => {
+  it("recv() settles with whichever of send, close and cancel runs first, and an aborted recv() consumes nothing", async () => {
+    const firsts = new Set<string>();
     await fc.assert(
-      fc.asyncProperty(fc.scheduler(), fc.constantFrom("send", "close"), async (s, senderAction) => {
+      fc.asyncProperty(fc.constantFrom("send", "close"), fc.scheduler(), async (senderAction, s) => {
         const [tx, rx] = oneshot<number>();
         const token = new CancellationToken();
         const order: string[] = [];
         const received = settle(rx.recv({ signal: token }));
-        // Each action is a scheduled call: the scheduler decides the order.
-        const act = s.scheduleFunction(async (name: string) => {
-          order.push(name);
-          if (name === "send") tx.send(7);
-          else if (name === "close") tx.close();
-          else token.cancel("stop");
+        const sender = turn(s, senderAction, () => {
+          order.push(senderAction);
+          if (senderAction === "send") tx.send(7);
+          else tx.close();
         });
-        await s.waitFor(Promise.all([act(senderAction), act("cancel")]));
+        const canceller = turn(s, "cancel", () => {
+          order.push("cancel");
+          token.cancel("stop");
+        });
+        await s.waitFor(Promise.all([sender, canceller]));
         const outcome = await received;
+        firsts.add(order[0]!);
         if (order[0] === "cancel") {
           expect(outcome).toEqual({ ok: false, reason: "stop" });
           // Nothing was consumed: a value sent after the abort is still there.
@@ -44,25 +60,26 @@ describe("fc.scheduler() over cancelkit's waits", () => {
         }
       }),
     );
+    expect([...firsts].sort()).toEqual(["cancel", "close", "send"]);
   });
 
-  it("changed() in a loop sees the last value of a scheduled sequence of sends, however they interleave with it", async () => {
+  it("changed() in a loop ends with the last value of a scheduleSequence of sends, however it interleaves with them", async () => {
     await fc.assert(
-      fc.asyncProperty(fc.scheduler(), fc.integer({ min: 1, max: 5 }), async (s, n) => {
+      fc.asyncProperty(fc.integer({ min: 1, max: 5 }), fc.scheduler(), async (n, s) => {
         const [tx, rx] = watch(0);
         const seen: number[] = [];
         const reader = (async () => {
           for (;;) {
-            // A scheduled yield, then the wait. (Scheduling the wait itself would deadlock: the
-            // scheduler waits for a released task to settle, and this one needs a later send.)
-            await s.schedule(Promise.resolve("reader's turn"));
+            // A turn, then the wait. (Scheduling the wait itself would deadlock: the scheduler waits
+            // for the task it released to settle, and this one needs a send it has not released.)
+            await s.schedule(Promise.resolve("reader"));
             const r = await settle(rx.changed());
             if (!r.ok) return r.reason;
             seen.push(rx.borrow());
           }
         })();
-        const steps = Array.from({ length: n }, (_, i) => ({ label: `send ${i + 1}`, builder: async () => void tx.send(i + 1) }));
-        const sequence = s.scheduleSequence([...steps, { label: "close", builder: async () => tx.close() }]);
+        const sends = Array.from({ length: n }, (_, i) => ({ label: `send ${i + 1}`, builder: async () => void tx.send(i + 1) }));
+        const sequence = s.scheduleSequence([...sends, { label: "close", builder: async () => tx.close() }]);
         await s.waitFor(Promise.all([sequence.task, reader]));
         expect(await reader).toBeInstanceOf(ChannelClosedError);
         // Sends coalesce, but the values seen increase and end with the last one.
@@ -74,20 +91,22 @@ describe("fc.scheduler() over cancelkit's waits", () => {
 
   it("waitFor() resolves with a value that passes, never one sent before the first that passed", async () => {
     await fc.assert(
-      fc.asyncProperty(fc.scheduler(), fc.integer({ min: 1, max: 5 }), async (s, target) => {
+      fc.asyncProperty(fc.integer({ min: 1, max: 5 }), fc.scheduler(), async (target, s) => {
         const [tx, rx] = watch(0);
         const sent: number[] = [];
         const found = settle(rx.waitFor((v) => v >= target));
-        const send = s.scheduleFunction(async (v: number) => {
-          sent.push(v);
-          tx.send(v);
-        });
-        await s.waitFor(Promise.all([1, 2, 3, 4, 5].map((v) => send(v))));
+        const sends = [1, 2, 3, 4, 5].map((v) =>
+          turn(s, `send ${v}`, () => {
+            sent.push(v);
+            tx.send(v);
+          }),
+        );
+        await s.waitFor(Promise.all(sends));
         const outcome = await found;
         expect(outcome.ok).toBe(true);
         const value = (outcome as { value: number }).value;
-        // Sends coalesce: the predicate sees the newest value when the wait wakes, so the winner is a
-        // value that passes, sent no earlier than the first one that passed.
+        // The predicate sees the newest value when the wait wakes: a value that passes, sent no
+        // earlier than the first one that passed.
         expect(value).toBeGreaterThanOrEqual(target);
         expect(sent.indexOf(value)).toBeGreaterThanOrEqual(sent.findIndex((v) => v >= target));
       }),
@@ -95,68 +114,73 @@ describe("fc.scheduler() over cancelkit's waits", () => {
   });
 
   it("select() takes the first ready branch, and its losers consume nothing (the oneshot keeps its value, the watch its unseen version)", async () => {
+    const winners = new Set<string>();
     await fc.assert(
       fc.asyncProperty(fc.scheduler(), async (s) => {
         const [otx, orx] = oneshot<string>();
         const [wtx, wrx] = watch("idle");
         const token = new CancellationToken();
         const order: string[] = [];
-        const act = s.scheduleFunction(async (name: "job" | "config" | "stop") => {
-          order.push(name);
-          if (name === "job") otx.send("job");
-          else if (name === "config") wtx.send("reload");
-          else token.cancel("stop");
-        });
         const winner = select({ job: orx, config: wrx, stop: token }, { biased: true });
-        await s.waitFor(Promise.all([act("job"), act("config"), act("stop")]));
+        const actions = {
+          job: () => otx.send("job"),
+          config: () => wtx.send("reload"),
+          stop: () => token.cancel("stop"),
+        };
+        const turns = Object.entries(actions).map(([name, action]) => turn(s, name, () => (order.push(name), action())));
+        await s.waitFor(Promise.all(turns));
         const r = await winner;
+        winners.add(r.key);
         expect(r.key).toBe(order[0]);
         if (r.key !== "job") expect(orx.tryRecv()).toEqual({ state: "value", value: "job" });
         if (r.key !== "config") expect(wrx.hasChanged()).toBe(true);
       }),
     );
+    expect([...winners].sort()).toEqual(["config", "job", "stop"]);
   });
 
-  it("cancelled() of CancellationToken.any() resolves with the reason of the source the scheduler cancels first", async () => {
+  it("cancelled() of CancellationToken.any() resolves with the reason of the source cancelled first", async () => {
     await fc.assert(
-      fc.asyncProperty(fc.scheduler(), fc.integer({ min: 2, max: 4 }), async (s, count) => {
+      fc.asyncProperty(fc.integer({ min: 2, max: 4 }), fc.scheduler(), async (count, s) => {
         const sources = Array.from({ length: count }, () => new CancellationToken());
         const any = CancellationToken.any(sources);
-        const child = any.child();
+        const reason = any.child().cancelled();
         const order: number[] = [];
-        const cancel = s.scheduleFunction(async (i: number) => {
-          order.push(i);
-          sources[i]!.cancel(`source ${i}`);
-        });
-        const reason = child.cancelled();
-        await s.waitFor(Promise.all(sources.map((_, i) => cancel(i))));
+        const turns = sources.map((source, i) =>
+          turn(s, `cancel ${i}`, () => {
+            order.push(i);
+            source.cancel(`source ${i}`);
+          }),
+        );
+        await s.waitFor(Promise.all(turns));
         expect(await reason).toBe(`source ${order[0]}`);
-        any[Symbol.dispose]();
       }),
     );
   });
 
   it("TaskTracker.wait() resolves only once the tracker is closed and every task is done, whatever the order", async () => {
     await fc.assert(
-      fc.asyncProperty(fc.scheduler(), fc.integer({ min: 0, max: 4 }), async (s, tasks) => {
+      fc.asyncProperty(fc.integer({ min: 0, max: 4 }), fc.scheduler(), async (tasks, s) => {
         const tracker = new TaskTracker();
-        const finished: boolean[] = Array.from({ length: tasks }, () => false);
-        let closed = false;
+        // An async dependency of each task (a fetch, a query): scheduleFunction decides when it answers.
+        const fetchJob = s.scheduleFunction(async function fetchJob(i: number) {
+          return i;
+        });
+        const finished = Array.from({ length: tasks }, () => false);
         for (let i = 0; i < tasks; i++) {
           void tracker.spawn(async () => {
-            await s.schedule(Promise.resolve(`task ${i}`));
-            finished[i] = true;
+            finished[await fetchJob(i)] = true;
           });
         }
-        const close = s.scheduleFunction(async () => {
+        let closed = false;
+        const close = turn(s, "close", () => {
           closed = true;
           tracker.close();
         });
-        let sawAtWait: { closed: boolean; finished: boolean[] } | null = null;
-        const waited = tracker.wait().then(() => (sawAtWait = { closed, finished: [...finished] }));
-        void close();
-        await s.waitFor(waited);
-        expect(sawAtWait).toEqual({ closed: true, finished: finished.map(() => true) });
+        let atWait: { closed: boolean; finished: boolean[] } | null = null;
+        const waited = tracker.wait().then(() => (atWait = { closed, finished: [...finished] }));
+        await s.waitFor(Promise.all([close, waited]));
+        expect(atWait).toEqual({ closed: true, finished: finished.map(() => true) });
       }),
     );
   });

@@ -35,8 +35,8 @@ export function vitestClock(): FakeClock {
 }
 
 export function sinonClock(): FakeClock {
-  let clock: FakeTimers.InstalledClock | null = null;
-  const installed = (): FakeTimers.InstalledClock => {
+  let clock: FakeTimers.Clock | null = null;
+  const installed = (): FakeTimers.Clock => {
     if (clock === null) throw new Error("the sinon clock is not installed");
     return clock;
   };

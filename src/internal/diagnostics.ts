@@ -11,7 +11,7 @@
  * - imported only by Node entry points (`signals`, `http`): the neutral entry
  *   never reaches `node:diagnostics_channel`.
  */
-import { channel, type Channel } from "node:diagnostics_channel";
+import diagnosticsChannel, { type Channel } from "node:diagnostics_channel";
 
 /** Names of the channels, documented in docs/diagnostics.md. */
 export const SERVE_STATE_CHANNEL = "cancelkit:serve:state";
@@ -19,10 +19,10 @@ export const SERVE_REPORT_CHANNEL = "cancelkit:serve:report";
 export const SHUTDOWN_CHANNEL = "cancelkit:shutdown";
 export const WATCHDOG_CHANNEL = "cancelkit:watchdog";
 
-export const serveStateChannel: Channel = channel(SERVE_STATE_CHANNEL);
-export const serveReportChannel: Channel = channel(SERVE_REPORT_CHANNEL);
-export const shutdownChannel: Channel = channel(SHUTDOWN_CHANNEL);
-export const watchdogChannel: Channel = channel(WATCHDOG_CHANNEL);
+export const serveStateChannel: Channel = diagnosticsChannel.channel(SERVE_STATE_CHANNEL);
+export const serveReportChannel: Channel = diagnosticsChannel.channel(SERVE_REPORT_CHANNEL);
+export const shutdownChannel: Channel = diagnosticsChannel.channel(SHUTDOWN_CHANNEL);
+export const watchdogChannel: Channel = diagnosticsChannel.channel(WATCHDOG_CHANNEL);
 
 /** Publishes `make()` on `target` when, and only when, someone subscribed. */
 export function publish(target: Channel, make: () => object): void {

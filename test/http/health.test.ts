@@ -6,7 +6,7 @@
 import * as http from "node:http";
 import { describe, expect, it } from "vitest";
 import { healthServer, livenessHandler, readinessHandler, serve, type HealthHandler } from "../../src/http/index.js";
-import { latch, listen, suiteCleanup } from "./helpers.js";
+import { createServer, h2connect, h2request, latch, listen, suiteCleanup } from "./helpers.js";
 
 const cleanup = suiteCleanup();
 
@@ -189,6 +189,25 @@ describe("readinessHandler() mounted in the app", () => {
     expect(answer.status).toBe(200);
     expect(answer.body).toBe("");
     await graceful.shutdown();
+  });
+});
+
+describe("health handlers over HTTP/2", () => {
+  it.each(["h2c", "h2"] as const)("readinessHandler() answers over %s through the compatibility API, 503 once shutdown starts", async (protocol) => {
+    let ready!: HealthHandler;
+    const server = cleanup.add(createServer(protocol, (req, res) => ready(req, res)));
+    const graceful = serve(server, { beforeCloseMs: 60_000 });
+    ready = readinessHandler(graceful, { checks: { db: async () => {} } });
+    const port = await listen(server);
+    const session = cleanup.add(await h2connect(protocol, port));
+    const before = await h2request(session, "/ready").done;
+    expect({ status: before.status, body: JSON.parse(before.body) }).toEqual({ status: 200, body: { status: "ok", checks: { db: "ok" } } });
+    const done = graceful.shutdown();
+    const after = await h2request(session, "/ready").done;
+    expect(after.status).toBe(503);
+    session.close();
+    await graceful.force();
+    await done;
   });
 });
 

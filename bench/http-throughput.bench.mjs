@@ -22,6 +22,12 @@
 // process set-up; it costs a third more time per pair, so it is off by
 // default.
 //
+// HTTP_TP_SUBSCRIBED=1 adds "subscribed": ours with a subscriber on every
+// cancelkit diagnostics channel (cancelkit:serve:state, …:serve:report,
+// cancelkit:shutdown, cancelkit:watchdog), and prints its row against bare
+// and against ours: the cost of publishing lifecycle events while serving.
+// Without it, "ours" is the no-subscriber row.
+//
 // Env: HTTP_TP_ROUNDS (pairs per client, default 32), HTTP_TP_PER_GEN (rounds per
 // generation of processes, default 2), HTTP_TP_SECONDS (window, default 1),
 // HTTP_TP_CONTROL (1: add the control server).
@@ -34,6 +40,7 @@ const ROUNDS = Number(process.env.HTTP_TP_ROUNDS ?? 32);
 const SECONDS = Number(process.env.HTTP_TP_SECONDS ?? 1);
 const PER_GEN = Number(process.env.HTTP_TP_PER_GEN ?? 2);
 const CONTROL = process.env.HTTP_TP_CONTROL === "1";
+const SUBSCRIBED = process.env.HTTP_TP_SUBSCRIBED === "1";
 const CONNECTIONS = 32;
 const GOAL = 0.97;
 
@@ -48,7 +55,7 @@ if (!haveWrk) info("wrk", "skipped: binary not found (Debian: apt-get install -y
 
 const { default: autocannon } = await import("autocannon");
 
-const STRATEGIES = CONTROL ? ["bare", "loaded", "ours"] : ["bare", "ours"];
+const STRATEGIES = [...(CONTROL ? ["bare", "loaded", "ours"] : ["bare", "ours"]), ...(SUBSCRIBED ? ["subscribed"] : [])];
 
 /**
  * Starts the servers (maxDelayMs 0: the handler answers at once, so
@@ -139,6 +146,10 @@ for (const [name, measure] of [["autocannon", autocannonRps], ...(haveWrk ? [["w
   // serve()'s own cost from the process set-up's. It does not enter the goal.
   const controlCpu = [];
   const serveCpu = [];
+  // HTTP_TP_SUBSCRIBED=1: the same server with a subscriber on cancelkit's channels.
+  const subscribed = [];
+  const subscribedRatios = [];
+  const subscribedVsOurs = [];
   for (let i = 0; i < ROUNDS; i++) {
     if (i % PER_GEN === 0) {
       if (servers !== null) await stopAll(servers);
@@ -154,6 +165,11 @@ for (const [name, measure] of [["autocannon", autocannonRps], ...(haveWrk ? [["w
     ours.push(got.ours);
     ratios.push(got.ours.rps / got.bare.rps);
     cpuRatios.push(got.bare.cpuPerReq / got.ours.cpuPerReq);
+    if (SUBSCRIBED) {
+      subscribed.push(got.subscribed);
+      subscribedRatios.push(got.subscribed.rps / got.bare.rps);
+      subscribedVsOurs.push(got.subscribed.rps / got.ours.rps);
+    }
     if (CONTROL) {
       controlCpu.push(got.bare.cpuPerReq / got.loaded.cpuPerReq);
       serveCpu.push(got.loaded.cpuPerReq / got.ours.cpuPerReq);
@@ -178,6 +194,10 @@ for (const [name, measure] of [["autocannon", autocannonRps], ...(haveWrk ? [["w
   );
   row(`${name}, ${CONNECTIONS} conns, ${ROUNDS} pairs of ${SECONDS} s: req/s`, fmtRps(median(ours.map((o) => o.rps))), fmtRps(median(bare.map((b) => b.rps))), ratio);
   row(`${name}: server CPU per request (inverse, noise-resistant)`, fmtCpu(median(ours.map((o) => o.cpuPerReq))), fmtCpu(median(bare.map((b) => b.cpuPerReq))), cpuRatio);
+  if (SUBSCRIBED) {
+    row(`${name}: with a cancelkit:* subscriber: req/s`, fmtRps(median(subscribed.map((o) => o.rps))), fmtRps(median(bare.map((b) => b.rps))), median(subscribedRatios));
+    info(`${name}: subscribed/ours req/s (the subscriber's own cost)`, `${(median(subscribedVsOurs) * 100).toFixed(1)}%  (per pair: ${pct(subscribedVsOurs)})`);
+  }
   if (CONTROL) {
     info(`${name}: control, bare/loaded CPU per request (no serve())`, `${(median(controlCpu) * 100).toFixed(1)}%  (per pair: ${pct(controlCpu)})`);
     info(`${name}: serve() alone, loaded/ours CPU per request`, `${(median(serveCpu) * 100).toFixed(1)}%  (per pair: ${pct(serveCpu)})`);

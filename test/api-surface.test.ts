@@ -18,8 +18,10 @@ const surface: Record<string, string[]> = {
   "../src/signals/index.js": [
     "ProcessSignal", "ShutdownTimeoutError", "SignalReceivedError", "Sleep", "deadline", "isShutdownTimeoutError",
     "isSignalReceivedError", "processSignal", "select", "selectable", "shutdown", "sleep",
+    "UncaughtError", "isUncaughtError", "uncaughtErrors", "watchdog",
   ],
-  "../src/http/index.js": ["drainingToken", "requestToken", "serve"],
+  "../src/http/index.js": ["drainingToken", "requestToken", "serve", "healthServer", "livenessHandler", "readinessHandler"],
+  "../src/fastify/index.js": ["cancelkitFastify"],
 };
 
 describe("public surface", () => {

@@ -22,6 +22,7 @@ const ENTRIES = [
   ["cancelkit/channels", "channels/index.js", "../src/channels/index.ts"],
   ["cancelkit/signals", "signals/index.js", "../src/signals/index.ts"],
   ["cancelkit/http", "http/index.js", "../src/http/index.ts"],
+  ["cancelkit/fastify", "fastify/index.js", "../src/fastify/index.ts"],
 ] as const;
 
 const built = (path: string): Promise<Record<string, unknown>> => import(pathToFileURL(join(dist, path)).href);
@@ -39,7 +40,7 @@ describe("the built package", () => {
   });
 
   it("shares one class and one function across entry points", async () => {
-    const [main, cancel, channels, signals, http] = await Promise.all(ENTRIES.map(([, path]) => built(path)));
+    const [main, cancel, channels, signals, http, fastify] = await Promise.all(ENTRIES.map(([, path]) => built(path)));
     expect(cancel!["CancellationToken"]).toBe(main!["CancellationToken"]);
     expect(channels!["watch"]).toBe(main!["watch"]);
     expect(signals!["select"]).toBe(main!["select"]);
@@ -47,16 +48,17 @@ describe("the built package", () => {
     // A token made by one entry point is a token to the code behind another.
     const token = new (cancel!["CancellationToken"] as new () => { cancel(): void; isCancelled: boolean })();
     expect(typeof http!["serve"]).toBe("function");
+    expect(typeof fastify!["cancelkitFastify"]).toBe("function");
     token.cancel();
     expect(token.isCancelled).toBe(true);
   });
 
-  it("is two bundles and five entry points; an entry point loads at most three files of ours", () => {
+  it("is two bundles and six entry points; an entry point loads at most three files of ours", () => {
     const js = readdirSync(dist, { recursive: true })
       .map(String)
       .filter((f) => f.endsWith(".js"))
       .sort();
-    expect(js).toEqual(["cancel/index.js", "cancelkit-node.js", "cancelkit.js", "channels/index.js", "http/index.js", "index.js", "signals/index.js"]);
+    expect(js).toEqual(["cancel/index.js", "cancelkit-node.js", "cancelkit.js", "channels/index.js", "fastify/index.js", "http/index.js", "index.js", "signals/index.js"]);
     const loads = (entry: string): Set<string> => {
       const seen = new Set<string>();
       const queue = [join(dist, entry)];
@@ -72,6 +74,14 @@ describe("the built package", () => {
     expect(loads("channels/index.js").size).toBe(2);
     expect(loads("http/index.js").size).toBe(3);
     expect(loads("signals/index.js").size).toBe(3);
+    expect(loads("fastify/index.js").size).toBe(3);
+  });
+
+  it("loads nothing of fastify at run time: it is an optional peer", () => {
+    for (const file of ["cancelkit-node.js", "fastify/index.js"]) {
+      expect(readFileSync(join(dist, file), "utf8"), file).not.toMatch(/^\s*import[^;]*from\s*"fastify"|import\(\s*"fastify"/m);
+    }
+    expect(readFileSync(join(dist, "fastify/fastify-plugin.d.ts"), "utf8")).toMatch(/import type \{[^}]*\} from "fastify";/);
   });
 
   it("keeps the platform-neutral entry points free of Node modules", () => {

@@ -51,12 +51,30 @@ describe("package.json", () => {
     expect(pkg.files).toContain("dist");
   });
 
-  it("exports the five entry points, types first", () => {
+  it("exports the six entry points, types first", () => {
     const entries = Object.keys(pkg.exports).filter((key) => key !== "./package.json");
-    expect(entries).toEqual([".", "./cancel", "./channels", "./signals", "./http"]);
+    expect(entries).toEqual([".", "./cancel", "./channels", "./signals", "./http", "./fastify"]);
     for (const key of entries) {
       const target = pkg.exports[key] as Record<string, string>;
       expect(Object.keys(target)[0]).toBe("types");
+    }
+  });
+});
+
+describe("the fastify entry point", () => {
+  it("has fastify as an optional peer dependency, never a runtime one", () => {
+    const meta = pkg as unknown as { peerDependencies: Record<string, string>; peerDependenciesMeta: Record<string, { optional?: boolean }> };
+    expect(meta.peerDependencies["fastify"]).toBe(">=5");
+    expect(meta.peerDependenciesMeta["fastify"]?.optional).toBe(true);
+  });
+
+  it("imports fastify for types only, and no other entry point imports it", () => {
+    const { files } = importGraph(join(root, "src/fastify/index.ts"));
+    for (const module of files) {
+      for (const [statement] of code(module).matchAll(/^import[^;]*from\s*"fastify";$/gm)) expect(statement, module).toMatch(/^import type /);
+    }
+    for (const file of ["src/index.ts", "src/signals/index.ts", "src/http/index.ts"]) {
+      expect([...importGraph(join(root, file)).files].some((f) => f.includes("/fastify/")), file).toBe(false);
     }
   });
 });

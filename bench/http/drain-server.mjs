@@ -5,6 +5,7 @@
 //   node drain-server.mjs <strategy> [json options]
 //   strategy: ours | close | terminator | stoppable | bare (no shutdown handling)
 //             | loaded (bare + the package loaded and shutdown() installed, no serve())
+//             | subscribed (ours + a subscriber on every cancelkit diagnostics channel)
 //
 // Every strategy gets the same handler (a random 0–20 ms delay, then a small
 // body) and, where it has one, the same deadline (drainTimeoutMs, default 3 s).
@@ -76,7 +77,15 @@ switch (strategy) {
     shutdown = () => new Promise((resolve) => server.stop((err, gracefully) => resolve({ err: err?.code ?? null, gracefully })));
     break;
   }
+  case "subscribed":
   case "ours": {
+    if (strategy === "subscribed") {
+      // What a logger or tracer attached to cancelkit's lifecycle events costs.
+      const { subscribe } = await import("node:diagnostics_channel");
+      let events = 0;
+      for (const name of ["cancelkit:serve:state", "cancelkit:serve:report", "cancelkit:shutdown", "cancelkit:watchdog"]) subscribe(name, () => events++);
+      process.on("exit", () => writeSync(2, `cancelkit events ${events}\n`));
+    }
     const { serveOurs } = await import("./ours.mjs");
     serveOurs(server, { drainTimeoutMs: opts.drainTimeoutMs, idleGraceMs: opts.idleGraceMs }, report);
     break;
@@ -86,7 +95,7 @@ switch (strategy) {
     process.exit(2);
 }
 
-if (strategy !== "ours") {
+if (strategy !== "ours" && strategy !== "subscribed") {
   process.once("SIGTERM", () => {
     sigtermAt = performance.now();
     if (shutdown) shutdown().then(report, (err) => report({ error: String(err) }));

@@ -9,6 +9,9 @@
  *   goes away and at the drain deadline.
  * - {@link drainingToken} is the per-request soft notice: streaming and
  *   long-poll handlers end cleanly when it fires.
+ * - {@link readinessHandler} / {@link livenessHandler} answer probes (503
+ *   from the moment shutdown starts); {@link healthServer} serves them on a
+ *   port of their own, drained after the app.
  *
  * Vocabulary:
  * - *draining*: the listeners are closed (new connections are refused), work
@@ -45,7 +48,17 @@ export {
   type GracefulServer,
   type ServeOptions,
   type ServeState,
+  type ServePhase,
   type Server,
   type ShutdownReport,
 } from "./serve.js";
 export { requestToken, drainingToken, type AnyRequest } from "./request-token.js";
+export {
+  readinessHandler,
+  livenessHandler,
+  healthServer,
+  type HealthCheck,
+  type HealthHandler,
+  type HealthHandlerOptions,
+  type HealthServerOptions,
+} from "./health.js";

@@ -42,6 +42,7 @@ import { sleep } from "../signals/sleep.js";
 import type { Conn } from "./conn.js";
 import { DrainReport, type ShutdownReport } from "./report.js";
 import { isServed, type ServerKind, ServerTracker, type TrackerHost } from "./server-tracker.js";
+import { publish, serveReportChannel, serveStateChannel } from "../internal/diagnostics.js";
 
 export type { ShutdownReport } from "./report.js";
 
@@ -206,7 +207,15 @@ function shuttingDownReason(): DOMException {
   return new DOMException("The server is shutting down", "AbortError");
 }
 
-type Phase = "serving" | "stopping" | "draining" | "forcing" | "closed";
+/**
+ * Where a drain is, finer than {@link ServeState}, as published on the
+ * `cancelkit:serve:state` diagnostics channel: `"serving"`; `"stopping"`
+ * (shutdown started, `beforeCloseMs` running: still serving, not ready);
+ * `"draining"`; `"forcing"` (the deadline or `force()`, then the answer
+ * window); `"closed"`.
+ */
+export type ServePhase = "serving" | "stopping" | "draining" | "forcing" | "closed";
+type Phase = ServePhase;
 
 /** The public state each phase projects to (invariant 1). */
 const PROJECTION: Record<Phase, ServeState> = {
@@ -363,7 +372,10 @@ class Coordinator implements TrackerHost {
     this.#sweeper = null;
     for (const tracker of this.#trackers) tracker.detach();
     report.counting = false;
-    return report.build();
+    const built = report.build();
+    // diagnostics_channel (docs/diagnostics.md): free with no subscriber.
+    publish(serveReportChannel, () => ({ servers: this.servers, report: built }));
+    return built;
   }
 
   /** The one place the phase changes; the watch follows (invariant 1). */
@@ -373,6 +385,8 @@ class Coordinator implements TrackerHost {
     const after = PROJECTION[phase];
     if (after !== before) this.#stateTx.sendReplace(after);
     if (phase === "closed") this.#stateTx.close();
+    // diagnostics_channel (docs/diagnostics.md): free with no subscriber.
+    publish(serveStateChannel, () => ({ servers: this.servers, phase, state: after }));
   }
 
   // -------------------------------------------------------------------------

@@ -13,7 +13,8 @@
 export type CancelkitErrorCode =
   | "CANCELKIT_ERR_CHANNEL_CLOSED"
   | "CANCELKIT_ERR_SHUTDOWN_TIMEOUT"
-  | "CANCELKIT_ERR_SIGNAL_RECEIVED";
+  | "CANCELKIT_ERR_SIGNAL_RECEIVED"
+  | "CANCELKIT_ERR_UNCAUGHT";
 
 /**
  * Base class of every error this library raises on purpose.

@@ -17,6 +17,10 @@
  * - {@link shutdown}: a `CancellationToken` cancelled by the first of
  *   SIGINT / SIGTERM, a timeout, or a parent, whose *reason* names the
  *   source; a second signal escalates as configured.
+ * - {@link uncaughtErrors}: uncaught exceptions and unhandled rejections as
+ *   a shutdown source (`shutdown({ parent: uncaughtErrors() })`).
+ * - {@link watchdog}: if the process is still alive some time after the
+ *   shutdown token was cancelled, print what holds it and exit.
  *
  * Vocabulary: a branch is *ready* when committing it would not wait;
  * *polling* looks without taking; *committing* takes the value; a *loser* is
@@ -61,5 +65,14 @@ export {
   type ShutdownOptions,
   type SecondSignalAction,
 } from "./shutdown.js";
+export {
+  uncaughtErrors,
+  UncaughtError,
+  isUncaughtError,
+  type UncaughtErrorsOptions,
+  type UncaughtErrorOrigin,
+  type SecondErrorAction,
+} from "./error-source.js";
+export { watchdog, type WatchdogOptions, type WatchdogReport } from "./watchdog.js";
 export { selectable, type Selectable, type SelectBranch } from "../internal/selectable.js";
 export { ShutdownTimeoutError, isShutdownTimeoutError } from "../internal/errors.js";

@@ -17,6 +17,7 @@ import { isAborted, subscribeAbort } from "../internal/abort.js";
 import { assertDuration, assertOptions, CancelkitError, MAX_TIMER_MS, ShutdownTimeoutError, typeError } from "../internal/errors.js";
 import { checkSignalNames, signalNumber, type ProcessSignalName } from "./process-signal.js";
 import { isAbortSignal } from "../internal/guards.js";
+import { publish, shutdownChannel } from "../internal/diagnostics.js";
 
 /**
  * What a {@link shutdown} token does when a configured signal arrives after
@@ -266,9 +267,10 @@ export function shutdown(options?: ShutdownOptions): CancellationToken {
     unsubscribeParent = null;
   };
 
-  token.onCancel(() => {
+  token.onCancel((reason) => {
     releaseSources();
     if (onSecond === "default") unlisten();
+    publish(shutdownChannel, () => ({ source: "shutdown", token, reason }));
   });
   setRelease(token, () => {
     releaseSources();

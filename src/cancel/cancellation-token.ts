@@ -296,12 +296,16 @@ export class CancellationToken implements Disposable {
     if (sources === null || typeof (sources as { [Symbol.iterator]?: unknown })?.[Symbol.iterator] !== "function") {
       throw typeError("create CancellationToken.any()", "sources", "an iterable of AbortSignals and CancellationTokens", sources);
     }
-    const list = Array.from(sources);
+    const list: Array<AbortSignal | CancellationToken> = Array.from(sources);
     for (let i = 0; i < list.length; i++) {
       const source = list[i];
-      if (!(source instanceof CancellationToken) && !isAbortSignal(source)) {
+      if (source instanceof CancellationToken) continue;
+      if (!isAbortSignal(source)) {
         throw typeError("create CancellationToken.any()", `sources[${i}]`, "an AbortSignal or a CancellationToken", source);
       }
+      // One of our tokens' signals stands for its token: inside a cancel
+      // callback the token is already cancelled while its signal has not fired.
+      list[i] = ownerOf(source);
     }
     for (const source of list) {
       if (source instanceof CancellationToken ? source.isCancelled : source.aborted) {
@@ -311,7 +315,17 @@ export class CancellationToken implements Disposable {
     const token = new CancellationToken();
     if (list.length === 0) return token;
     const cancel = (reason: unknown): void => token.cancel(reason);
-    CancellationToken.#ensureExtras(token).unsubscribe = list.map((source) => subscribe(source, cancel));
+    const releases: Array<() => void> = [];
+    for (const source of list) {
+      releases.push(subscribe(source, cancel));
+      // Defensive: a subscription that cancels at once must not leave the
+      // ones made before it behind on a token that holds no links.
+      if (token.isCancelled) {
+        for (const release of releases) release();
+        return token;
+      }
+    }
+    CancellationToken.#ensureExtras(token).unsubscribe = releases;
     return token;
   }
 
@@ -880,8 +894,20 @@ export function subscribe(source: AbortSignal | CancellationToken, callback: (re
  * @internal
  */
 export function checkSignal(action: string, signal: unknown): AbortSignal | CancellationToken | undefined {
-  if (signal === undefined || signal instanceof CancellationToken || isAbortSignal(signal)) return signal;
+  if (signal === undefined || signal instanceof CancellationToken) return signal;
+  if (isAbortSignal(signal)) return ownerOf(signal);
   throw typeError(action, "signal", "an AbortSignal, a CancellationToken or undefined", signal);
+}
+
+/**
+ * The token whose `signal` this is, or the signal itself when it is foreign.
+ * A token's signal fires only after the token's callbacks ran, so inside a
+ * cancel callback it still reads "not aborted" while its token is
+ * cancelled: code that asks "already aborted?" must ask the token.
+ * @internal
+ */
+export function ownerOf(signal: AbortSignal): AbortSignal | CancellationToken {
+  return tokenOfSignal.get(signal) ?? signal;
 }
 
 /**

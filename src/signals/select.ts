@@ -23,7 +23,7 @@
  * 5. No `node:` imports: this module is part of the platform-neutral entry.
  */
 import { CancellationToken, type CancelRegistration } from "../cancel/cancellation-token.js";
-import { checkSignal, isAborted, subscribeAbort, type AbortLike } from "../internal/abort.js";
+import { checkSignal, isAborted, ownerOf, subscribeAbort, type AbortLike } from "../internal/abort.js";
 import { assertOptions, describe, typeError } from "../internal/errors.js";
 import { selectable, type SelectBranch, type Selectable } from "../internal/selectable.js";
 import { isAbortSignal, isThenable } from "../internal/guards.js";
@@ -327,7 +327,11 @@ function classify(key: string, source: unknown): Entry | null {
   ) {
     return new Entry(key, SELECTABLE, source);
   }
-  if (isAbortSignal(source)) return new Entry(key, SIGNAL, source);
+  if (isAbortSignal(source)) {
+    // One of our tokens' signals is raced as its token: it is cancelled before its signal fires.
+    const owner = ownerOf(source);
+    return new Entry(key, owner instanceof CancellationToken ? TOKEN : SIGNAL, owner);
+  }
   if (typeof source === "function") return new Entry(key, FUNCTION, source);
   if (isThenable(source)) return new Entry(key, PROMISE, source);
   throw new TypeError(

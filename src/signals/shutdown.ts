@@ -13,7 +13,7 @@
  * 4. Options are validated before any listener is installed.
  */
 import { CancellationToken } from "../cancel/cancellation-token.js";
-import { isAborted, subscribeAbort } from "../internal/abort.js";
+import { isAborted, ownerOf, subscribeAbort } from "../internal/abort.js";
 import { assertDuration, assertOptions, CancelkitError, MAX_TIMER_MS, ShutdownTimeoutError, typeError } from "../internal/errors.js";
 import { checkSignalNames, signalNumber, type ProcessSignalName } from "./process-signal.js";
 import { isAbortSignal } from "../internal/guards.js";
@@ -198,10 +198,12 @@ export function shutdown(options?: ShutdownOptions): CancellationToken {
   const timeoutMs = options?.timeoutMs;
   if (timeoutMs !== undefined) assertDuration(SHUTDOWN_ACTION, "options.timeoutMs", timeoutMs);
   // Not checkSignal(): its message would name a 'signal' option this call does not have.
-  const parent = options?.parent;
-  if (parent !== undefined && !(parent instanceof CancellationToken) && !isAbortSignal(parent)) {
-    throw typeError(SHUTDOWN_ACTION, "options.parent", "an AbortSignal, a CancellationToken or undefined", parent);
+  const parentOption = options?.parent;
+  if (parentOption !== undefined && !(parentOption instanceof CancellationToken) && !isAbortSignal(parentOption)) {
+    throw typeError(SHUTDOWN_ACTION, "options.parent", "an AbortSignal, a CancellationToken or undefined", parentOption);
   }
+  // One of our tokens' signals stands for its token (cancelled before its signal fires).
+  const parent = parentOption === undefined || parentOption instanceof CancellationToken ? parentOption : ownerOf(parentOption);
   const onSecond = options?.onSecondSignal ?? "default";
   if (typeof onSecond !== "function" && onSecond !== "default" && onSecond !== "exit" && onSecond !== "ignore") {
     throw typeError(SHUTDOWN_ACTION, "options.onSecondSignal", `"default", "exit", "ignore" or a function`, onSecond);

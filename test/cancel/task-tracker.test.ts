@@ -479,7 +479,7 @@ interface TrackerReal {
   waits: Array<{ state: () => "pending" | "fulfilled" | "rejected"; expected: "pending" | "fulfilled" }>;
 }
 
-type TrackerCommand = fc.AsyncCommand<TrackerModel, TrackerReal, true>;
+type TrackerCommand = fc.AsyncCommand<TrackerModel, TrackerReal, false>;
 
 /** The model's side of "closed and empty now": every pending wait resolves at this moment. */
 function releaseIfDone(m: TrackerModel, r: TrackerReal): void {

@@ -669,10 +669,17 @@ export class CancellationToken implements Disposable {
           return;
         }
       } else pending = work;
-      Promise.resolve(pending).then(
-        (value) => finish() && resolve(value),
-        (error: unknown) => finish() && reject(error),
-      );
+      try {
+        Promise.resolve(pending).then(
+          (value) => finish() && resolve(value),
+          (error: unknown) => finish() && reject(error),
+        );
+      } catch (error) {
+        // A promise whose `then` throws: rejected, and the child goes with it.
+        finish();
+        reject(error);
+        return;
+      }
       // Deferred by a microtask so that work which settled before the cancel
       // (its reaction already queued) wins, as in tokio.
       registration = this.onCancel((reason) => queueMicrotask(() => finish() && reject(reason)));

@@ -1197,6 +1197,23 @@ describe("timeout() and withTimeout()", () => {
 });
 
 describe("runUntilCancelled()", () => {
+  it("runUntilCancelled() of work whose promise has a throwing then rejects with that error and leaves its child unlinked", async () => {
+    const token = new CancellationToken();
+    const error = new Error("then threw");
+    let child: CancellationToken | undefined;
+    const hostile = new Promise<number>(() => {});
+    Object.defineProperty(hostile, "then", {
+      value: () => {
+        throw error;
+      },
+    });
+    const result = token.runUntilCancelled((c) => ((child = c), hostile));
+    await expect(result).rejects.toBe(error);
+    // Disposed, not cancelled: cancelling the parent no longer reaches it.
+    token.cancel("later");
+    expect(child!.isCancelled).toBe(false);
+  });
+
   it("runUntilCancelled() resolves with the value when both are ready: the value wins", async () => {
     const token = new CancellationToken();
     const p = token.runUntilCancelled(Promise.resolve(7));

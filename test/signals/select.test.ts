@@ -330,6 +330,82 @@ describe("select() misuse", () => {
 });
 
 // ---------------------------------------------------------------------------
+// A promise whose `then` throws (an own property, a subclass, a proxy) must
+// behave like a promise that rejected with that error: select never throws
+// once it has started subscribing, releases everything, and never loses a
+// winner it already committed.
+
+/** A real, never-settling promise whose `then` throws `error`. */
+function hostilePromise(error: unknown): Promise<number> {
+  const promise = new Promise<number>(() => {});
+  Object.defineProperty(promise, "then", {
+    value: () => {
+      throw error;
+    },
+  });
+  return promise;
+}
+
+describe("select() with a promise whose then throws", () => {
+  it("select() does not throw when a function branch's promise has a throwing then: the select rejects with it and releases every subscription", async () => {
+    vi.useFakeTimers();
+    const error = new Error("then threw");
+    const controller = new AbortController();
+    const stop = countedToken();
+    let result: Promise<unknown> | undefined;
+    expect(() => {
+      result = select({ stop: stop.token, abort: controller.signal, timeout: sleep(60_000), work: () => hostilePromise(error) });
+    }).not.toThrow();
+    await expect(result).rejects.toBe(error);
+    expect(stop.live()).toBe(0);
+    expect(abortListeners(controller.signal)).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it("select() treats a throwing then as that branch's rejection: another branch ready at the same wake can win", async () => {
+    const result = select({ good: async () => 1, bad: () => hostilePromise(new Error("then threw")) }, { biased: true });
+    expect(await outcome(result)).toEqual({ state: "fulfilled", value: { key: "good", value: 1 } });
+  });
+
+  it("select() commits a pollable winner ready at the call even when a promise branch's then throws", async () => {
+    const [tx, rx] = oneshot<string>();
+    tx.send("kept");
+    let result: Promise<unknown> | undefined;
+    expect(() => {
+      result = select({ rx, promise: hostilePromise(new Error("then threw")) });
+    }).not.toThrow();
+    expect(await outcome(result!)).toEqual({ state: "fulfilled", value: { key: "rx", value: "kept" } });
+    expect(rx.isTerminated).toBe(true);
+  });
+
+  it("select() rejects with the error of a promise branch whose then throws and releases every subscription", async () => {
+    const error = new Error("then threw");
+    const token = countedToken();
+    const cell = new Cell<number>();
+    const result = select({ token: token.token, cell, promise: hostilePromise(error) });
+    await expect(result).rejects.toBe(error);
+    expect(token.live()).toBe(0);
+    expect(cell.subscriptions).toBe(0);
+  });
+
+  it("select() treats a branch whose then getter throws as a rejected promise, not a synchronous throw", async () => {
+    const error = new Error("getter threw");
+    const branch = {
+      get then(): never {
+        throw error;
+      },
+    };
+    const token = countedToken();
+    let result: Promise<unknown> | undefined;
+    expect(() => {
+      result = select({ token: token.token, branch: branch as unknown as PromiseLike<number> });
+    }).not.toThrow();
+    await expect(result).rejects.toBe(error);
+    expect(token.live()).toBe(0);
+  });
+});
+
+// ---------------------------------------------------------------------------
 describe("select() two-phase commit (cancel-safety)", () => {
   it("select() commits only the winner when several are ready at the call", async () => {
     const a = new Cell("a");

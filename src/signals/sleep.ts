@@ -18,6 +18,7 @@ import type { CancellationToken } from "../cancel/cancellation-token.js";
 import { abortable, checkSignal, isAborted, subscribeAbort, type AbortLike } from "../internal/abort.js";
 import { assertDuration, assertOptions, MAX_TIMER_MS, rangeError, typeError } from "../internal/errors.js";
 import { selectable, type SelectBranch, type Selectable } from "../internal/selectable.js";
+import { dateTime } from "../internal/guards.js";
 
 /** Options of {@link sleep} and {@link deadline}. */
 export interface SleepOptions {
@@ -322,7 +323,8 @@ export function sleep(ms: number, options?: SleepOptions): Sleep {
  * #### Cancellation
  * As {@link sleep}: `options.signal` aborts every wait with the reason, unchanged.
  *
- * @param date - a `Date`, or milliseconds since the epoch.
+ * @param date - a `Date` (from any realm: it is recognised by brand, not
+ *   `instanceof`), or milliseconds since the epoch.
  * @param options - see {@link SleepOptions}.
  * @throws {TypeError} when `date` is neither a `Date` nor a number, or an option has the wrong type.
  * @throws {RangeError} when `date` is an invalid `Date` or a non-finite number.
@@ -337,14 +339,15 @@ export function sleep(ms: number, options?: SleepOptions): Sleep {
 export function deadline(date: Date | number, options?: SleepOptions): Sleep {
   const action = "create deadline()";
   let time: number;
-  if (date instanceof Date) {
-    time = date.getTime();
-    if (Number.isNaN(time)) throw rangeError(action, "date", "a valid Date", date);
-  } else if (typeof date === "number") {
+  if (typeof date === "number") {
     if (!Number.isFinite(date)) throw rangeError(action, "date", "a valid Date or a finite number of epoch milliseconds", date);
     time = date;
   } else {
-    throw typeError(action, "date", "a Date or a number of epoch milliseconds", date);
+    // By brand, not instanceof: a Date from another realm (node:vm, an iframe) is a Date.
+    const dateValue = dateTime(date);
+    if (dateValue === undefined) throw typeError(action, "date", "a Date or a number of epoch milliseconds", date);
+    if (Number.isNaN(dateValue)) throw rangeError(action, "date", "a valid Date", date);
+    time = dateValue;
   }
   const { ref, signal } = sleepOptions(action, options);
   return new Sleep(performance.now() + (time - Date.now()), ref, signal);

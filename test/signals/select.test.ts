@@ -1,4 +1,5 @@
 import { getEventListeners } from "node:events";
+import vm from "node:vm";
 import fc from "fast-check";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import {
@@ -345,6 +346,31 @@ function hostilePromise(error: unknown): Promise<number> {
   });
   return promise;
 }
+
+describe("select() with values from another realm", () => {
+  it("select() keeps a losing promise from another realm (node:vm) from reporting its later rejection as unhandled", async () => {
+    const unhandled = vi.fn();
+    process.on("unhandledRejection", unhandled);
+    try {
+      const context = vm.createContext({});
+      const promise = vm.runInContext("new Promise((_, reject) => { globalThis.fail = reject; })", context) as Promise<number>;
+      expect(promise instanceof Promise).toBe(false);
+      const result = select({ stop: CancellationToken.alreadyCancelled("stop"), promise });
+      expect(await result).toEqual({ key: "stop", value: "stop" });
+      vm.runInContext("fail(new Error('late'))", context);
+      await new Promise((resolve) => setImmediate(resolve));
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(unhandled).not.toHaveBeenCalled();
+    } finally {
+      process.off("unhandledRejection", unhandled);
+    }
+  });
+
+  it("select() wins on a promise from another realm like on any promise", async () => {
+    const promise = vm.runInNewContext("Promise.resolve(7)") as Promise<number>;
+    expect(await select({ promise, never: new CancellationToken() })).toEqual({ key: "promise", value: 7 });
+  });
+});
 
 describe("select() with a promise whose then throws", () => {
   it("select() does not throw when a function branch's promise has a throwing then: the select rejects with it and releases every subscription", async () => {

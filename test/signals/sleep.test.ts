@@ -1,5 +1,6 @@
 import { getEventListeners } from "node:events";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import vm from "node:vm";
 import { CancellationToken, deadline, select, Sleep, sleep } from "../../src/index.js";
 import { buildPackage, removeBuilds, killChildren, outcome, startFixture, stateOf } from "./helpers.js";
 
@@ -186,6 +187,29 @@ describe("deadline()", () => {
     const past = deadline(new Date(Date.now() - 1_000));
     expect(past.isElapsed).toBe(true);
     expect(await select({ past, never: new CancellationToken() })).toEqual({ key: "past", value: undefined });
+  });
+});
+
+describe("deadline() with a Date from another realm", () => {
+  it("deadline() accepts a Date from another realm (node:vm) by brand, not instanceof", () => {
+    vi.useFakeTimers();
+    const foreign = vm.runInNewContext(`new Date(${Date.now() + 50})`) as Date;
+    expect(foreign instanceof Date).toBe(false);
+    expect(deadline(foreign).remainingMs).toBe(50);
+    const past = vm.runInNewContext(`new Date(${Date.now() - 1_000})`) as Date;
+    expect(deadline(past).isElapsed).toBe(true);
+  });
+
+  it("deadline() rejects an invalid Date from another realm with a RangeError that does not contradict itself", () => {
+    const invalid = vm.runInNewContext(`new Date("nope")`) as Date;
+    expect(() => deadline(invalid)).toThrow(RangeError);
+    expect(() => deadline(invalid)).toThrow(/'date' must be a valid Date/);
+  });
+
+  it("deadline() rejects a Date look-alike (no [[DateValue]]) with a TypeError", () => {
+    const fake = Object.create(Date.prototype) as Date;
+    expect(() => deadline(fake)).toThrow(TypeError);
+    expect(() => deadline(fake)).toThrow(/'date' must be a Date or a number/);
   });
 });
 

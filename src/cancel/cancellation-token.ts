@@ -24,7 +24,7 @@
  * 5. The default reason lives in the shared `Cancelled` mark of one cancel()
  *    call; the `DOMException` is created on first read, once per tree.
  */
-import { assertDuration, assertFunction, assertOptions, MAX_TIMER_MS, typeError } from "../internal/errors.js";
+import { assertDuration, assertFunction, assertOptions, booleanOption, MAX_TIMER_MS, typeError } from "../internal/errors.js";
 import { isAbortSignal, isThenable } from "../internal/guards.js";
 
 /** A handle to one `onCancel` registration; dispose it to unregister. */
@@ -339,7 +339,8 @@ export class CancellationToken implements Disposable {
    *
    * @param ms - the delay, a finite number >= 0.
    * @param options - see {@link TimeoutOptions}.
-   * @throws {TypeError} when `ms` is not a number.
+   * @throws {TypeError} when `ms` is not a number, or `options` has an unknown
+   *   key or a value of the wrong type (`keepAlive` must be a boolean).
    * @throws {RangeError} when `ms` is negative, `NaN` or infinite.
    *
    * @example A deadline for a whole operation
@@ -350,10 +351,12 @@ export class CancellationToken implements Disposable {
    * ```
    */
   static timeout(ms: number, options?: TimeoutOptions): CancellationToken {
-    assertDuration("create CancellationToken.timeout()", "ms", ms);
-    assertOptions("create CancellationToken.timeout()", options, ["keepAlive"]);
+    const action = "create CancellationToken.timeout()";
+    assertDuration(action, "ms", ms);
+    assertOptions(action, options, ["keepAlive"]);
+    const keepAlive = booleanOption(action, "options.keepAlive", options?.keepAlive) === true;
     const token = new CancellationToken();
-    CancellationToken.#armTimer(token, ms, options?.keepAlive === true);
+    CancellationToken.#armTimer(token, ms, keepAlive);
     return token;
   }
 
@@ -464,7 +467,8 @@ export class CancellationToken implements Disposable {
    *
    * @param ms - the delay, a finite number >= 0.
    * @param options - see {@link TimeoutOptions}.
-   * @throws {TypeError} when `ms` is not a number.
+   * @throws {TypeError} when `ms` is not a number, or `options` has an unknown
+   *   key or a value of the wrong type (`keepAlive` must be a boolean).
    * @throws {RangeError} when `ms` is negative, `NaN` or infinite.
    *
    * @example
@@ -473,10 +477,12 @@ export class CancellationToken implements Disposable {
    * ```
    */
   withTimeout(ms: number, options?: TimeoutOptions): CancellationToken {
-    assertDuration("create token.withTimeout()", "ms", ms);
-    assertOptions("create token.withTimeout()", options, ["keepAlive"]);
+    const action = "create token.withTimeout()";
+    assertDuration(action, "ms", ms);
+    assertOptions(action, options, ["keepAlive"]);
+    const keepAlive = booleanOption(action, "options.keepAlive", options?.keepAlive) === true;
     const child = this.child();
-    if (!child.isCancelled) CancellationToken.#armTimer(child, ms, options?.keepAlive === true);
+    if (!child.isCancelled) CancellationToken.#armTimer(child, ms, keepAlive);
     return child;
   }
 

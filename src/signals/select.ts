@@ -30,7 +30,7 @@
  */
 import { CancellationToken, type CancelRegistration } from "../cancel/cancellation-token.js";
 import { checkSignal, isAborted, ownerOf, subscribeAbort, type AbortLike } from "../internal/abort.js";
-import { assertOptions, describe, typeError } from "../internal/errors.js";
+import { assertOptions, booleanOption, describe, typeError } from "../internal/errors.js";
 import { selectable, type SelectBranch, type Selectable } from "../internal/selectable.js";
 import { isAbortSignal, isThenable } from "../internal/guards.js";
 
@@ -128,7 +128,7 @@ const UNSETTLED = 0;
 const FULFILLED = 1;
 const REJECTED = 2;
 
-const ACTION = "select";
+const ACTION = "call select()";
 
 /** One enabled branch of one select call. */
 class Entry {
@@ -353,7 +353,7 @@ function classify(key: string, source: unknown): Entry | null {
   }
   if (thenable) return new Entry(key, PROMISE, source);
   throw new TypeError(
-    `Cannot select: 'branches.${key}' must be a CancellationToken, an AbortSignal, a Selectable, a promise, ` +
+    `Cannot ${ACTION}: 'branches.${key}' must be a CancellationToken, an AbortSignal, a Selectable, a promise, ` +
       `a function (token) => promise, or a falsy value to disable it, received ${describe(source)}`,
   );
 }
@@ -499,14 +499,11 @@ export function select(branches: Record<string, SelectSource<unknown>>, options?
     if (entry !== null) entries.push(entry);
   }
   assertOptions(ACTION, options, ["biased", "signal"]);
-  const biased = options?.biased;
-  if (biased !== undefined && typeof biased !== "boolean") {
-    throw typeError(ACTION, "options.biased", "a boolean or undefined", biased);
-  }
+  const biased = booleanOption(ACTION, "options.biased", options?.biased);
   const signal = checkSignal(ACTION, options?.signal);
   if (entries.length === 0) {
     throw new TypeError(
-      `Cannot select: every branch is disabled, so it could never settle (received ${describe(branches)} with keys [${Object.keys(branches).join(", ")}])`,
+      `Cannot ${ACTION}: every branch is disabled, so it could never settle (received ${describe(branches)} with keys [${Object.keys(branches).join(", ")}])`,
     );
   }
 

@@ -14,7 +14,7 @@
  */
 import { CancellationToken } from "../cancel/cancellation-token.js";
 import { isAborted, ownerOf, subscribeAbort } from "../internal/abort.js";
-import { assertDuration, assertOptions, CancelkitError, MAX_TIMER_MS, ShutdownTimeoutError, typeError } from "../internal/errors.js";
+import { assertDuration, assertOptions, CancelkitError, MAX_TIMER_MS, rangeError, ShutdownTimeoutError, typeError } from "../internal/errors.js";
 import { checkSignalNames, signalNumber, type ProcessSignalName } from "./process-signal.js";
 import { isAbortSignal } from "../internal/guards.js";
 
@@ -204,9 +204,13 @@ export function shutdown(options?: ShutdownOptions): CancellationToken {
   }
   // One of our tokens' signals stands for its token (cancelled before its signal fires).
   const parent = parentOption === undefined || parentOption instanceof CancellationToken ? parentOption : ownerOf(parentOption);
-  const onSecond = options?.onSecondSignal ?? "default";
+  const onSecondOption = options?.onSecondSignal;
+  const onSecond = onSecondOption === undefined ? "default" : onSecondOption;
   if (typeof onSecond !== "function" && onSecond !== "default" && onSecond !== "exit" && onSecond !== "ignore") {
-    throw typeError(SHUTDOWN_ACTION, "options.onSecondSignal", `"default", "exit", "ignore" or a function`, onSecond);
+    // A string outside the set is a value error, anything else a type error (docs/errors.md).
+    const expected = `"default", "exit", "ignore" or a function`;
+    if (typeof onSecond === "string") throw rangeError(SHUTDOWN_ACTION, "options.onSecondSignal", expected, onSecond);
+    throw typeError(SHUTDOWN_ACTION, "options.onSecondSignal", expected, onSecond);
   }
 
   const token = new ShutdownToken();

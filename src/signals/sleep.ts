@@ -16,7 +16,7 @@
  */
 import type { CancellationToken } from "../cancel/cancellation-token.js";
 import { abortable, checkSignal, isAborted, subscribeAbort, type AbortLike } from "../internal/abort.js";
-import { assertDuration, assertOptions, MAX_TIMER_MS, rangeError, typeError } from "../internal/errors.js";
+import { assertDuration, assertOptions, booleanOption, MAX_TIMER_MS, rangeError, typeError } from "../internal/errors.js";
 import { selectable, type SelectBranch, type Selectable } from "../internal/selectable.js";
 import { dateTime } from "../internal/guards.js";
 
@@ -273,8 +273,7 @@ export class Sleep implements Selectable<void>, PromiseLike<void> {
 
 function sleepOptions(action: string, options: SleepOptions | undefined): { ref: boolean; signal: AbortLike | undefined } {
   assertOptions(action, options, ["ref", "signal"]);
-  const ref = options?.ref;
-  if (ref !== undefined && typeof ref !== "boolean") throw typeError(action, "options.ref", "a boolean or undefined", ref);
+  const ref = booleanOption(action, "options.ref", options?.ref);
   return { ref: ref !== false, signal: checkSignal(action, options?.signal) };
 }
 

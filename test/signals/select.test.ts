@@ -300,7 +300,7 @@ describe("select() misuse", () => {
     ["an array", [new CancellationToken()]],
   ])("select() throws a TypeError for %s as branches", (_name, branches) => {
     expect(() => select(branches as never)).toThrow(TypeError);
-    expect(() => select(branches as never)).toThrow(/Cannot select: 'branches' must be an object of named branches/);
+    expect(() => select(branches as never)).toThrow(/Cannot call select\(\): 'branches' must be an object of named branches/);
   });
 
   it.each([

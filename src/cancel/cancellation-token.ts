@@ -24,7 +24,8 @@
  * 5. The default reason lives in the shared `Cancelled` mark of one cancel()
  *    call; the `DOMException` is created on first read, once per tree.
  */
-import { assertDuration, assertFunction, assertOptions, booleanOption, MAX_TIMER_MS, typeError } from "../internal/errors.js";
+import { assertDuration, assertFunction, assertOptions, booleanOption, typeError } from "../internal/errors.js";
+import { LongTimer } from "../internal/long-timer.js";
 import { isAbortSignal, isThenable } from "../internal/guards.js";
 
 /** A handle to one `onCancel` registration; dispose it to unregister. */
@@ -89,7 +90,7 @@ class Extras {
   promise: Promise<unknown> | null = null;
   resolve: ((reason: unknown) => void) | null = null;
   unsubscribe: Array<() => void> | null = null;
-  timer: ReturnType<typeof setTimeout> | null = null;
+  timer: LongTimer | null = null;
 
   constructor(regs: Registration | Registration[] | null) {
     this.regs = regs;
@@ -123,7 +124,7 @@ class Extras {
 /** Clears a token's timer and drops its source subscriptions. */
 function releaseSources(extras: Extras): void {
   if (extras.timer !== null) {
-    clearTimeout(extras.timer);
+    extras.timer.clear();
     extras.timer = null;
   }
   const unsubscribe = extras.unsubscribe;
@@ -834,19 +835,10 @@ export class CancellationToken implements Disposable {
 
   static #armTimer(token: CancellationToken, ms: number, keepAlive: boolean): void {
     const extras = CancellationToken.#ensureExtras(token);
-    let remaining = ms;
-    const arm = (): void => {
-      const step = Math.min(remaining, MAX_TIMER_MS);
-      remaining -= step;
-      const timer = setTimeout(() => {
-        extras.timer = null;
-        if (remaining > 0) arm();
-        else token.cancel(new DOMException("The operation was aborted due to timeout", "TimeoutError"));
-      }, step);
-      if (!keepAlive) (timer as { unref?: () => void }).unref?.();
-      extras.timer = timer;
-    };
-    arm();
+    extras.timer = new LongTimer(() => {
+      extras.timer = null;
+      token.cancel(new DOMException("The operation was aborted due to timeout", "TimeoutError"));
+    }, ms, keepAlive);
   }
 }
 

@@ -19,7 +19,7 @@
  */
 import { ChannelClosedError, assertOptions } from "../internal/errors.js";
 import { checkSignal, isAborted, type AbortLike } from "../internal/abort.js";
-import { selectable, type SelectBranch } from "../internal/selectable.js";
+import { selectable, type SelectBranch } from "../signals/selectable.js";
 import type { CancellationToken } from "../cancel/cancellation-token.js";
 import {
   CLOSED_WAIT,

@@ -27,7 +27,7 @@
  */
 import { ChannelClosedError, assertFunction, assertOptions } from "../internal/errors.js";
 import { checkSignal, isAborted, subscribeAbort, type AbortLike } from "../internal/abort.js";
-import { selectable, type SelectBranch } from "../internal/selectable.js";
+import { selectable, type SelectBranch } from "../signals/selectable.js";
 import type { CancellationToken } from "../cancel/cancellation-token.js";
 import {
   CHANGED,

@@ -140,8 +140,9 @@ export function assertFunction(action: string, name: string, value: unknown): as
   if (typeof value !== "function") throw typeError(action, name, "a function", value);
 }
 
-/** Largest delay `setTimeout` honours; longer ones are chained or refused. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
+// The timer limit lives with the timer that chains past it; re-exported for
+// the callers that import it from here.
+export { MAX_TIMER_MS } from "./long-timer.js";
 
 /** Throws unless `value` is a finite number >= 0 (a duration in milliseconds). */
 export function assertDuration(action: string, name: string, value: unknown): asserts value is number {

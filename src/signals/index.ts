@@ -61,5 +61,5 @@ export {
   type ShutdownOptions,
   type SecondSignalAction,
 } from "./shutdown.js";
-export { selectable, type Selectable, type SelectBranch } from "../internal/selectable.js";
+export { selectable, type Selectable, type SelectBranch } from "./selectable.js";
 export { ShutdownTimeoutError, isShutdownTimeoutError } from "../internal/errors.js";

@@ -16,7 +16,7 @@ import { constants } from "node:os";
 import type { CancellationToken } from "../cancel/cancellation-token.js";
 import { abortable, checkSignal } from "../internal/abort.js";
 import { assertOptions, describe, rangeError, typeError } from "../internal/errors.js";
-import { selectable, type SelectBranch, type Selectable } from "../internal/selectable.js";
+import { selectable, type SelectBranch, type Selectable } from "./selectable.js";
 
 /**
  * A signal name a process can listen for: every `NodeJS.Signals` name except

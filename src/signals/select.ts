@@ -31,7 +31,7 @@
 import { CancellationToken, type CancelRegistration } from "../cancel/cancellation-token.js";
 import { checkSignal, isAborted, ownerOf, subscribeAbort, type AbortLike } from "../internal/abort.js";
 import { assertOptions, booleanOption, describe, typeError } from "../internal/errors.js";
-import { selectable, type SelectBranch, type Selectable } from "../internal/selectable.js";
+import { isSelectable, selectable, type SelectBranch, type Selectable } from "./selectable.js";
 import { isAbortSignal, isThenable } from "../internal/guards.js";
 
 /**
@@ -329,12 +329,7 @@ function pick(entries: Entry[], biased: boolean): Entry | null {
 function classify(key: string, source: unknown): Entry | null {
   if (!source) return null;
   if (source instanceof CancellationToken) return new Entry(key, TOKEN, source);
-  if (
-    (typeof source === "object" || typeof source === "function") &&
-    typeof (source as { [selectable]?: unknown })[selectable] === "function"
-  ) {
-    return new Entry(key, SELECTABLE, source);
-  }
+  if (isSelectable(source)) return new Entry(key, SELECTABLE, source);
   if (isAbortSignal(source)) {
     // One of our tokens' signals is raced as its token: it is cancelled before its signal fires.
     const owner = ownerOf(source);

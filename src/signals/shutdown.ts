@@ -14,7 +14,8 @@
  */
 import { CancellationToken } from "../cancel/cancellation-token.js";
 import { isAborted, ownerOf, subscribeAbort } from "../internal/abort.js";
-import { assertDuration, assertOptions, CancelkitError, MAX_TIMER_MS, rangeError, ShutdownTimeoutError, typeError } from "../internal/errors.js";
+import { assertDuration, assertOptions, CancelkitError, rangeError, ShutdownTimeoutError, typeError } from "../internal/errors.js";
+import { LongTimer } from "../internal/long-timer.js";
 import { checkSignalNames, signalNumber, type ProcessSignalName } from "./process-signal.js";
 import { isAbortSignal } from "../internal/guards.js";
 
@@ -243,24 +244,11 @@ export function shutdown(options?: ShutdownOptions): CancellationToken {
     for (const [name, handler] of handlers) process.off(name, handler);
   };
 
-  // Deadline, chained past 2³¹−1 ms.
-  let timer: ReturnType<typeof setTimeout> | null = null;
-  if (timeoutMs !== undefined && !bornCancelled) {
-    let remaining = timeoutMs;
-    const arm = (): void => {
-      const step = Math.min(remaining, MAX_TIMER_MS);
-      remaining -= step;
-      timer = setTimeout(() => {
-        timer = null;
-        if (remaining > 0) arm();
-        else token.cancel(new ShutdownTimeoutError(timeoutMs));
-      }, step);
-      timer.unref();
-    };
-    arm();
-  }
+  // Deadline, chained past 2³¹−1 ms; never keeps the process alive.
+  let timer: LongTimer | null =
+    timeoutMs !== undefined && !bornCancelled ? new LongTimer(() => token.cancel(new ShutdownTimeoutError(timeoutMs)), timeoutMs, false) : null;
   const clearTimer = (): void => {
-    if (timer !== null) clearTimeout(timer);
+    timer?.clear();
     timer = null;
   };
 

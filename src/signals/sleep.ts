@@ -16,8 +16,9 @@
  */
 import type { CancellationToken } from "../cancel/cancellation-token.js";
 import { abortable, checkSignal, isAborted, subscribeAbort, type AbortLike } from "../internal/abort.js";
-import { assertDuration, assertOptions, booleanOption, MAX_TIMER_MS, rangeError, typeError } from "../internal/errors.js";
-import { selectable, type SelectBranch, type Selectable } from "../internal/selectable.js";
+import { assertDuration, assertOptions, booleanOption, rangeError, typeError } from "../internal/errors.js";
+import { LongTimer } from "../internal/long-timer.js";
+import { selectable, type SelectBranch, type Selectable } from "./selectable.js";
 import { dateTime } from "../internal/guards.js";
 
 /** Options of {@link sleep} and {@link deadline}. */
@@ -34,8 +35,6 @@ export interface SleepOptions {
    */
   signal?: AbortSignal | CancellationToken;
 }
-
-type Timer = ReturnType<typeof setTimeout>;
 
 /** One wait on a sleep (an `await` or a select subscription); inert once removed. */
 class SleepWaiter {
@@ -83,7 +82,7 @@ export class Sleep implements Selectable<void>, PromiseLike<void> {
   #ref: boolean;
   #signal: AbortLike | undefined;
   #elapsed = false;
-  #timer: Timer | null = null;
+  #timer: LongTimer | null = null;
   /** Current waiters, an intrusive list; the timer is armed while it is non-empty. */
   #head: SleepWaiter | null = null;
   #tail: SleepWaiter | null = null;
@@ -243,31 +242,26 @@ export class Sleep implements Selectable<void>, PromiseLike<void> {
     else next.prev = prev;
     node.prev = node.next = null;
     if (this.#head === null && this.#timer !== null) {
-      clearTimeout(this.#timer);
+      this.#timer.clear();
       this.#timer = null;
     }
   }
 
   #arm(): void {
-    const remaining = Math.max(0, this.#deadline - performance.now());
-    const final = remaining <= MAX_TIMER_MS;
-    const timer = setTimeout(
+    // Chained past 2³¹−1 ms by LongTimer, which calls back only at the
+    // deadline, without reading the clock again (invariant 2).
+    this.#timer = new LongTimer(
       () => {
         this.#timer = null;
-        if (!final) {
-          if (this.#head !== null) this.#arm();
-          return;
-        }
         this.#elapsed = true;
         // Snapshot first: a wake may add or remove waiters.
         const woken: SleepWaiter[] = [];
         for (let node = this.#head; node !== null; node = node.next) woken.push(node);
         for (const node of woken) node.fire();
       },
-      final ? remaining : MAX_TIMER_MS,
+      Math.max(0, this.#deadline - performance.now()),
+      this.#ref,
     );
-    if (!this.#ref) (timer as { unref?: () => void }).unref?.();
-    this.#timer = timer;
   }
 }
 

@@ -2,7 +2,7 @@ import { getEventListeners } from "node:events";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import vm from "node:vm";
 import { CancellationToken, deadline, select, Sleep, sleep } from "../../src/index.js";
-import { buildPackage, removeBuilds, killChildren, outcome, startFixture, stateOf } from "./helpers.js";
+import { buildPackage, flush, removeBuilds, killChildren, outcome, startFixture, stateOf } from "./helpers.js";
 
 afterEach(async () => {
   vi.useRealTimers();
@@ -95,6 +95,20 @@ describe("sleep()", () => {
     expect(await stateOf(result)).toBe("pending");
     vi.advanceTimersByTime(1);
     expect(await stateOf(result)).toBe("fulfilled");
+  });
+
+  it("sleep() past 2^31-1 ms that loses a select in its second link leaves no timer", async () => {
+    vi.useFakeTimers();
+    const long = sleep(2 * 2 ** 31);
+    const token = new CancellationToken();
+    const result = select({ long, token });
+    await flush();
+    vi.advanceTimersByTime(2 ** 31); // into the second link of the chain
+    expect(vi.getTimerCount()).toBe(1);
+    token.cancel("stop");
+    expect(await result).toEqual({ key: "token", value: "stop" });
+    expect(vi.getTimerCount()).toBe(0);
+    expect(long.isElapsed).toBe(false);
   });
 
   it("sleep() keeps the process alive while awaited; { ref: false } opts out", async () => {

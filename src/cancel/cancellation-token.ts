@@ -557,7 +557,16 @@ export class CancellationToken implements Disposable {
     for (let member: CancellationToken | null = this; member !== null; ) {
       const next: CancellationToken | null = member.#prev;
       member.#first = member.#prev = member.#next = null;
-      CancellationToken.#run(member, mark);
+      const slot = member.#slot;
+      if (slot instanceof Registration) {
+        // Inlined #run for a lone registration, the per-request case.
+        member.#slot = null;
+        const callback = slot.callback;
+        if (callback !== null) {
+          slot.callback = null;
+          invoke(callback, mark.get());
+        }
+      } else if (slot !== null) CancellationToken.#run(member, mark);
       member = next;
     }
   }

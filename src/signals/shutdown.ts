@@ -167,8 +167,12 @@ class ShutdownToken extends CancellationToken {
  * @param options - see {@link ShutdownOptions}.
  * @returns a token; dispose it to remove its listeners.
  * @throws {TypeError} when an option has the wrong type.
- * @throws {RangeError} for an unknown or uncatchable signal name, or a
- *   negative or non-finite `timeoutMs`.
+ * @throws {TypeError} for an unknown option (the message names the nearest
+ *   known one).
+ * @throws {RangeError} for an unknown or uncatchable signal name, a
+ *   negative or non-finite `timeoutMs`, or an `onSecondSignal` string other
+ *   than `"default"`, `"exit"` or `"ignore"` (docs/errors.md says why these
+ *   are `RangeError`s).
  *
  * @example A server that stops on Ctrl+C or SIGTERM
  * ```ts

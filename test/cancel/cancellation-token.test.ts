@@ -1,6 +1,8 @@
 import { getEventListeners } from "node:events";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { CancelGuard, CancellationToken } from "../../src/cancel/index.js";
+import { oneshot, select } from "../../src/index.js";
+import { shutdown } from "../../src/signals/index.js";
 import { captureUncaught, collectGarbage, deferred, flush, heapUsed, stateOf } from "./helpers.js";
 
 const abortListeners = (signal: AbortSignal): number => getEventListeners(signal, "abort").length;
@@ -1360,6 +1362,19 @@ describe("factories inside a cancel callback", () => {
     expect(abortListeners(foreign.signal)).toBe(0);
     foreign.abort("late");
     expect(result.reason).toBe("stop");
+  });
+
+  it("a wait or a select given a cancelling token's signal sees the token cancelled, with its reason", async () => {
+    const [, rx] = oneshot<number>();
+    const { result } = duringCancel((x) => ({
+      recv: rx.recv({ signal: x.signal }),
+      select: select({ x: x.signal, never: new CancellationToken() }),
+      shutdown: shutdown({ parent: x.signal, signals: [] }),
+    }));
+    await expect(result.recv).rejects.toBe("stop");
+    await expect(result.select).resolves.toEqual({ key: "x", value: "stop" });
+    expect(result.shutdown.reason).toBe("stop");
+    result.shutdown[Symbol.dispose]();
   });
 
   it("from() of a cancelling token's signal is born cancelled with its reason", () => {

@@ -23,6 +23,11 @@
  *    long-lived token that sees register/unregister forever stays small.
  * 5. The default reason lives in the shared `Cancelled` mark of one cancel()
  *    call; the `DOMException` is created on first read, once per tree.
+ * 6. A token's own `signal` fires after that token's callbacks, so during
+ *    phase 2 it still reads "not aborted" while its token is cancelled.
+ *    Wherever a signal is accepted (`from`, `any`, `{ signal }` options
+ *    through `checkSignal`, select, shutdown), one of ours is replaced by its
+ *    token (`ownerOf`) before anything asks whether it is aborted.
  */
 import { assertDuration, assertFunction, assertOptions, booleanOption, typeError } from "../internal/errors.js";
 import { LongTimer } from "../internal/long-timer.js";
@@ -316,17 +321,10 @@ export class CancellationToken implements Disposable {
     const token = new CancellationToken();
     if (list.length === 0) return token;
     const cancel = (reason: unknown): void => token.cancel(reason);
-    const releases: Array<() => void> = [];
-    for (const source of list) {
-      releases.push(subscribe(source, cancel));
-      // Defensive: a subscription that cancels at once must not leave the
-      // ones made before it behind on a token that holds no links.
-      if (token.isCancelled) {
-        for (const release of releases) release();
-        return token;
-      }
-    }
-    CancellationToken.#ensureExtras(token).unsubscribe = releases;
+    // No source is cancelled (checked above, with our signals read through
+    // their tokens) and subscribing runs no user code, so no subscription
+    // can cancel the token before all of them are recorded for release.
+    CancellationToken.#ensureExtras(token).unsubscribe = list.map((source) => subscribe(source, cancel));
     return token;
   }
 

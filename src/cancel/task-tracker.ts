@@ -177,7 +177,8 @@ export class TaskTracker {
    * #### Cancellation
    * With `signal`, rejects with its reason unchanged; the tracker is not affected.
    *
-   * @throws {TypeError} when `options.signal` is not a signal or token.
+   * @throws {TypeError} when `options` has an unknown key (the message names
+   *   the nearest known one) or `options.signal` is not a signal or token.
    */
   wait(options?: TaskTrackerWaitOptions): Promise<void> {
     assertOptions("call tracker.wait()", options, ["signal"]);

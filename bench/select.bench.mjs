@@ -7,8 +7,10 @@
 // sequential selects < 1 MB. Promise.race's growth on the same inputs is
 // printed for comparison: each race leaves a reaction on the long-lived
 // promises (nodejs/node#17469), and each reaction keeps the race's result.
-import { CancellationToken, oneshot, select, sleep } from "../dist/index.js";
+// CANCELKIT_DIST=/path/to/dist/index.js compares another build (before/after).
 import { bound, compare, fmtBytes, fmtNs, header, heapUsed, info, settledHeapUsed, nsPerOpAsync } from "./harness.mjs";
+
+const { CancellationToken, oneshot, select, sleep } = await import(process.env.CANCELKIT_DIST ?? "../dist/index.js");
 
 header("select vs Promise.race");
 

@@ -42,4 +42,4 @@ export {
   type SelectValue,
 } from "./signals/select.js";
 export { Sleep, sleep, deadline, type SleepOptions } from "./signals/sleep.js";
-export { selectable, type Selectable, type SelectBranch } from "./internal/selectable.js";
+export { selectable, type Selectable, type SelectBranch } from "./signals/selectable.js";

@@ -23,8 +23,14 @@
  *    long-lived token that sees register/unregister forever stays small.
  * 5. The default reason lives in the shared `Cancelled` mark of one cancel()
  *    call; the `DOMException` is created on first read, once per tree.
+ * 6. A token's own `signal` fires after that token's callbacks, so during
+ *    phase 2 it still reads "not aborted" while its token is cancelled.
+ *    Wherever a signal is accepted (`from`, `any`, `{ signal }` options
+ *    through `checkSignal`, select, shutdown), one of ours is replaced by its
+ *    token (`ownerOf`) before anything asks whether it is aborted.
  */
-import { assertDuration, assertFunction, assertOptions, MAX_TIMER_MS, typeError } from "../internal/errors.js";
+import { assertDuration, assertFunction, assertOptions, booleanOption, typeError } from "../internal/errors.js";
+import { LongTimer } from "../internal/long-timer.js";
 import { isAbortSignal, isThenable } from "../internal/guards.js";
 
 /** A handle to one `onCancel` registration; dispose it to unregister. */
@@ -89,7 +95,7 @@ class Extras {
   promise: Promise<unknown> | null = null;
   resolve: ((reason: unknown) => void) | null = null;
   unsubscribe: Array<() => void> | null = null;
-  timer: ReturnType<typeof setTimeout> | null = null;
+  timer: LongTimer | null = null;
 
   constructor(regs: Registration | Registration[] | null) {
     this.regs = regs;
@@ -123,7 +129,7 @@ class Extras {
 /** Clears a token's timer and drops its source subscriptions. */
 function releaseSources(extras: Extras): void {
   if (extras.timer !== null) {
-    clearTimeout(extras.timer);
+    extras.timer.clear();
     extras.timer = null;
   }
   const unsubscribe = extras.unsubscribe;
@@ -296,12 +302,16 @@ export class CancellationToken implements Disposable {
     if (sources === null || typeof (sources as { [Symbol.iterator]?: unknown })?.[Symbol.iterator] !== "function") {
       throw typeError("create CancellationToken.any()", "sources", "an iterable of AbortSignals and CancellationTokens", sources);
     }
-    const list = Array.from(sources);
+    const list: Array<AbortSignal | CancellationToken> = Array.from(sources);
     for (let i = 0; i < list.length; i++) {
       const source = list[i];
-      if (!(source instanceof CancellationToken) && !isAbortSignal(source)) {
+      if (source instanceof CancellationToken) continue;
+      if (!isAbortSignal(source)) {
         throw typeError("create CancellationToken.any()", `sources[${i}]`, "an AbortSignal or a CancellationToken", source);
       }
+      // One of our tokens' signals stands for its token: inside a cancel
+      // callback the token is already cancelled while its signal has not fired.
+      list[i] = ownerOf(source);
     }
     for (const source of list) {
       if (source instanceof CancellationToken ? source.isCancelled : source.aborted) {
@@ -311,6 +321,9 @@ export class CancellationToken implements Disposable {
     const token = new CancellationToken();
     if (list.length === 0) return token;
     const cancel = (reason: unknown): void => token.cancel(reason);
+    // No source is cancelled (checked above, with our signals read through
+    // their tokens) and subscribing runs no user code, so no subscription
+    // can cancel the token before all of them are recorded for release.
     CancellationToken.#ensureExtras(token).unsubscribe = list.map((source) => subscribe(source, cancel));
     return token;
   }
@@ -325,7 +338,8 @@ export class CancellationToken implements Disposable {
    *
    * @param ms - the delay, a finite number >= 0.
    * @param options - see {@link TimeoutOptions}.
-   * @throws {TypeError} when `ms` is not a number.
+   * @throws {TypeError} when `ms` is not a number, or `options` has an unknown
+   *   key or a value of the wrong type (`keepAlive` must be a boolean).
    * @throws {RangeError} when `ms` is negative, `NaN` or infinite.
    *
    * @example A deadline for a whole operation
@@ -336,10 +350,12 @@ export class CancellationToken implements Disposable {
    * ```
    */
   static timeout(ms: number, options?: TimeoutOptions): CancellationToken {
-    assertDuration("create CancellationToken.timeout()", "ms", ms);
-    assertOptions("create CancellationToken.timeout()", options, ["keepAlive"]);
+    const action = "create CancellationToken.timeout()";
+    assertDuration(action, "ms", ms);
+    assertOptions(action, options, ["keepAlive"]);
+    const keepAlive = booleanOption(action, "options.keepAlive", options?.keepAlive) === true;
     const token = new CancellationToken();
-    CancellationToken.#armTimer(token, ms, options?.keepAlive === true);
+    CancellationToken.#armTimer(token, ms, keepAlive);
     return token;
   }
 
@@ -450,7 +466,8 @@ export class CancellationToken implements Disposable {
    *
    * @param ms - the delay, a finite number >= 0.
    * @param options - see {@link TimeoutOptions}.
-   * @throws {TypeError} when `ms` is not a number.
+   * @throws {TypeError} when `ms` is not a number, or `options` has an unknown
+   *   key or a value of the wrong type (`keepAlive` must be a boolean).
    * @throws {RangeError} when `ms` is negative, `NaN` or infinite.
    *
    * @example
@@ -459,10 +476,12 @@ export class CancellationToken implements Disposable {
    * ```
    */
   withTimeout(ms: number, options?: TimeoutOptions): CancellationToken {
-    assertDuration("create token.withTimeout()", "ms", ms);
-    assertOptions("create token.withTimeout()", options, ["keepAlive"]);
+    const action = "create token.withTimeout()";
+    assertDuration(action, "ms", ms);
+    assertOptions(action, options, ["keepAlive"]);
+    const keepAlive = booleanOption(action, "options.keepAlive", options?.keepAlive) === true;
     const child = this.child();
-    if (!child.isCancelled) CancellationToken.#armTimer(child, ms, options?.keepAlive === true);
+    if (!child.isCancelled) CancellationToken.#armTimer(child, ms, keepAlive);
     return child;
   }
 
@@ -536,7 +555,16 @@ export class CancellationToken implements Disposable {
     for (let member: CancellationToken | null = this; member !== null; ) {
       const next: CancellationToken | null = member.#prev;
       member.#first = member.#prev = member.#next = null;
-      CancellationToken.#run(member, mark);
+      const slot = member.#slot;
+      if (slot instanceof Registration) {
+        // Inlined #run for a lone registration, the per-request case.
+        member.#slot = null;
+        const callback = slot.callback;
+        if (callback !== null) {
+          slot.callback = null;
+          invoke(callback, mark.get());
+        }
+      } else if (slot !== null) CancellationToken.#run(member, mark);
       member = next;
     }
   }
@@ -655,10 +683,17 @@ export class CancellationToken implements Disposable {
           return;
         }
       } else pending = work;
-      Promise.resolve(pending).then(
-        (value) => finish() && resolve(value),
-        (error: unknown) => finish() && reject(error),
-      );
+      try {
+        Promise.resolve(pending).then(
+          (value) => finish() && resolve(value),
+          (error: unknown) => finish() && reject(error),
+        );
+      } catch (error) {
+        // A promise whose `then` throws: rejected, and the child goes with it.
+        finish();
+        reject(error);
+        return;
+      }
       // Deferred by a microtask so that work which settled before the cancel
       // (its reaction already queued) wins, as in tokio.
       registration = this.onCancel((reason) => queueMicrotask(() => finish() && reject(reason)));
@@ -807,19 +842,10 @@ export class CancellationToken implements Disposable {
 
   static #armTimer(token: CancellationToken, ms: number, keepAlive: boolean): void {
     const extras = CancellationToken.#ensureExtras(token);
-    let remaining = ms;
-    const arm = (): void => {
-      const step = Math.min(remaining, MAX_TIMER_MS);
-      remaining -= step;
-      const timer = setTimeout(() => {
-        extras.timer = null;
-        if (remaining > 0) arm();
-        else token.cancel(new DOMException("The operation was aborted due to timeout", "TimeoutError"));
-      }, step);
-      if (!keepAlive) (timer as { unref?: () => void }).unref?.();
-      extras.timer = timer;
-    };
-    arm();
+    extras.timer = new LongTimer(() => {
+      extras.timer = null;
+      token.cancel(new DOMException("The operation was aborted due to timeout", "TimeoutError"));
+    }, ms, keepAlive);
   }
 }
 
@@ -880,8 +906,20 @@ export function subscribe(source: AbortSignal | CancellationToken, callback: (re
  * @internal
  */
 export function checkSignal(action: string, signal: unknown): AbortSignal | CancellationToken | undefined {
-  if (signal === undefined || signal instanceof CancellationToken || isAbortSignal(signal)) return signal;
+  if (signal === undefined || signal instanceof CancellationToken) return signal;
+  if (isAbortSignal(signal)) return ownerOf(signal);
   throw typeError(action, "signal", "an AbortSignal, a CancellationToken or undefined", signal);
+}
+
+/**
+ * The token whose `signal` this is, or the signal itself when it is foreign.
+ * A token's signal fires only after the token's callbacks ran, so inside a
+ * cancel callback it still reads "not aborted" while its token is
+ * cancelled: code that asks "already aborted?" must ask the token.
+ * @internal
+ */
+export function ownerOf(signal: AbortSignal): AbortSignal | CancellationToken {
+  return tokenOfSignal.get(signal) ?? signal;
 }
 
 /**

@@ -10,7 +10,7 @@
  * - `shared.closed` means every *sender* is closed (tokio's CLOSED bit). It is
  *   sticky. `shared.receivers === 0` is the sender side's "closed".
  * - Pending `changed()` / `waitFor()` waits of every receiver live in one list
- *   (`shared` extends `WaitList`). `notify()` walks it once per send without
+ *   (`shared` is a `WaitList` by shape). `notify()` walks it once per send without
  *   running user code: a `changed()` wait is settled on the spot (marking its
  *   receiver seen), a `waitFor()` wait queues a check that re-runs its
  *   predicate outside the sender's call, in one microtask shared by every
@@ -27,7 +27,7 @@
  */
 import { ChannelClosedError, assertFunction, assertOptions } from "../internal/errors.js";
 import { checkSignal, isAborted, subscribeAbort, type AbortLike } from "../internal/abort.js";
-import { selectable, type SelectBranch } from "../internal/selectable.js";
+import { selectable, type SelectBranch } from "../signals/selectable.js";
 import type { CancellationToken } from "../cancel/cancellation-token.js";
 import {
   CHANGED,
@@ -58,7 +58,10 @@ export interface WatchWaitOptions {
   signal?: AbortSignal | CancellationToken | undefined;
 }
 
-class WatchShared<T> extends WaitList {
+/** The state shared by a channel's handles; a `WaitList` by shape, not by `extends` (see oneshot.ts). */
+class WatchShared<T> implements WaitList {
+  head: Waiter | null = null;
+  tail: Waiter | null = null;
   value: T;
   version = 0;
   senders = 1;
@@ -71,7 +74,6 @@ class WatchShared<T> extends WaitList {
   wakers: WaitList | null = null;
 
   constructor(value: T) {
-    super();
     this.value = value;
   }
 }

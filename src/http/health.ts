@@ -106,9 +106,9 @@ function describeFailure(error: unknown): string {
 
 function parseHealthOptions(action: string, options: HealthHandlerOptions | undefined): Array<[string, () => Promise<Outcome>]> {
   assertOptions(action, options, ["checks", "timeoutMs"]);
-  const timeoutMs = options?.timeoutMs ?? 1000;
+  const timeoutMs = options?.timeoutMs === undefined ? 1000 : options.timeoutMs;
   assertDuration(action, "options.timeoutMs", timeoutMs);
-  const checks = options?.checks ?? {};
+  const checks = options?.checks === undefined ? {} : options.checks;
   if (typeof checks !== "object" || checks === null) throw typeError(action, "options.checks", "an object of functions", checks);
   return Object.entries(checks).map(([name, check]) => {
     if (typeof check !== "function") throw typeError(action, `options.checks.${name}`, "a function", check);
@@ -259,8 +259,8 @@ export function healthServer(graceful: GracefulServer, options?: HealthServerOpt
   const action = "create healthServer()";
   if (!isGraceful(graceful)) throw typeError(action, "graceful", "what serve() returns", graceful);
   assertOptions(action, options, ["readiness", "liveness", "readyPath", "livePath"]);
-  const readyPath = options?.readyPath ?? "/ready";
-  const livePath = options?.livePath ?? "/live";
+  const readyPath = options?.readyPath === undefined ? "/ready" : options.readyPath;
+  const livePath = options?.livePath === undefined ? "/live" : options.livePath;
   for (const [name, path] of [["options.readyPath", readyPath], ["options.livePath", livePath]] as const) {
     if (typeof path !== "string" || !path.startsWith("/")) throw typeError(action, name, "a path starting with /", path);
   }

@@ -166,18 +166,19 @@ interface ServeConfig {
   readonly forceAnswerMs: number;
 }
 
+const SERVE_ACTION = "call serve()";
 const OPTIONS = ["signal", "beforeCloseMs", "idleGraceMs", "drainTimeoutMs", "forceAnswerMs"] as const;
 
 function parseOptions(options: ServeOptions | undefined): ServeConfig {
-  assertOptions("serve", options, OPTIONS);
+  assertOptions(SERVE_ACTION, options, OPTIONS);
   const duration = (name: "beforeCloseMs" | "idleGraceMs" | "drainTimeoutMs" | "forceAnswerMs", fallback: number): number => {
     const value = options?.[name];
     if (value === undefined) return fallback;
-    assertDuration("serve", name, value);
+    assertDuration(SERVE_ACTION, name, value);
     return value;
   };
   return {
-    signal: checkSignal("serve", options?.signal),
+    signal: checkSignal(SERVE_ACTION, options?.signal),
     beforeCloseMs: duration("beforeCloseMs", 0),
     idleGraceMs: duration("idleGraceMs", 1000),
     drainTimeoutMs: duration("drainTimeoutMs", 30_000),
@@ -525,7 +526,7 @@ export function serve(target: http.RequestListener | Server | readonly Server[],
   if (typeof target === "function") {
     servers = [];
   } else if (Array.isArray(target)) {
-    if (target.length === 0) throw typeError("serve", "target", "a request listener, a server or a non-empty array of servers", target);
+    if (target.length === 0) throw typeError(SERVE_ACTION, "target", "a request listener, a server or a non-empty array of servers", target);
     servers = target.slice() as Server[];
   } else {
     servers = [target as Server];
@@ -533,8 +534,8 @@ export function serve(target: http.RequestListener | Server | readonly Server[],
   const kinds = servers.map((server, i) => {
     const kind = classifyServer(server);
     const name = Array.isArray(target) ? `target[${i}]` : "target";
-    if (kind === null) throw typeError("serve", name, "a request listener or an http, https or http2 server", server);
-    if (isServed(server) || servers.indexOf(server) !== i) throw typeError("serve", name, "a server not already served", server);
+    if (kind === null) throw typeError(SERVE_ACTION, name, "a request listener or an http, https or http2 server", server);
+    if (isServed(server) || servers.indexOf(server) !== i) throw typeError(SERVE_ACTION, name, "a server not already served", server);
     return kind;
   });
   if (typeof target === "function") {

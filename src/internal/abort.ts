@@ -3,16 +3,18 @@
  *
  * Invariants:
  * - a signal is an `AbortSignal` or a `CancellationToken`; anything else is a
- *   `TypeError` before any side effect ({@link checkSignal});
- * - callers check {@link isAborted} before subscribing, and reject with
- *   {@link abortReason} unchanged;
+ *   `TypeError` before any side effect ({@link checkSignal}), and one of our
+ *   tokens' own signals is replaced by its token ({@link ownerOf}), which is
+ *   cancelled before that signal fires;
+ * - callers check {@link isAborted} before subscribing, and reject with the
+ *   source's `reason`, unchanged;
  * - {@link subscribeAbort} never adds more than one native listener per
  *   foreign `AbortSignal`, and its unsubscribe is idempotent: call it on
  *   every settle path.
  */
 import { CancellationToken, subscribe } from "../cancel/cancellation-token.js";
 
-export { checkSignal, isAborted, subscribe as subscribeAbort } from "../cancel/cancellation-token.js";
+export { checkSignal, isAborted, ownerOf, subscribe as subscribeAbort } from "../cancel/cancellation-token.js";
 
 /** A signal option: a native `AbortSignal` or one of our tokens. */
 export type AbortLike = AbortSignal | CancellationToken;

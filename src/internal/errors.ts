@@ -141,8 +141,9 @@ export function assertFunction(action: string, name: string, value: unknown): as
   if (typeof value !== "function") throw typeError(action, name, "a function", value);
 }
 
-/** Largest delay `setTimeout` honours; longer ones are chained or refused. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
+// The timer limit lives with the timer that chains past it; re-exported for
+// the callers that import it from here.
+export { MAX_TIMER_MS } from "./long-timer.js";
 
 /** Throws unless `value` is a finite number >= 0 (a duration in milliseconds). */
 export function assertDuration(action: string, name: string, value: unknown): asserts value is number {
@@ -159,12 +160,21 @@ export function assertDuration(action: string, name: string, value: unknown): as
  */
 export function assertOptions(action: string, value: unknown, known: readonly string[]): void {
   if (value === undefined) return;
-  if (typeof value !== "object" || value === null) throw typeError(action, "options", "an object or undefined", value);
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw typeError(action, "options", "an object or undefined", value);
   for (const key of Object.keys(value)) {
     if (known.includes(key)) continue;
     const near = closest(key, known);
     throw new TypeError(`Cannot ${action}: unknown option '${key}'${near === undefined ? "" : ` (did you mean '${near}'?)`}`);
   }
+}
+
+/**
+ * Throws unless an option's value is a boolean or `undefined`; returns it.
+ * `name` is the option as the message shows it (`options.keepAlive`).
+ */
+export function booleanOption(action: string, name: string, value: unknown): boolean | undefined {
+  if (value !== undefined && typeof value !== "boolean") throw typeError(action, name, "a boolean or undefined", value);
+  return value;
 }
 
 /** The entry of `candidates` nearest to `key`: a case difference, or an edit distance <= 2. */

@@ -177,15 +177,15 @@ function printUncaught(error: UncaughtError): void {
  */
 export function uncaughtErrors(options?: UncaughtErrorsOptions): CancellationToken {
   assertOptions(UNCAUGHT_ACTION, options, ["events", "onSecondError", "log"]);
-  const events = options?.events ?? ORIGINS;
+  const events = options?.events === undefined ? ORIGINS : options.events;
   if (!Array.isArray(events) || events.some((e) => !ORIGINS.includes(e as UncaughtErrorOrigin))) {
     throw typeError(UNCAUGHT_ACTION, "options.events", `an array of "uncaughtException" and "unhandledRejection"`, events);
   }
-  const onSecond = options?.onSecondError ?? "default";
+  const onSecond = options?.onSecondError === undefined ? "default" : options.onSecondError;
   if (typeof onSecond !== "function" && onSecond !== "default" && onSecond !== "ignore") {
     throw typeError(UNCAUGHT_ACTION, "options.onSecondError", `"default", "ignore" or a function`, onSecond);
   }
-  const log = options?.log ?? printUncaught;
+  const log = options?.log === undefined ? printUncaught : options.log;
   if (typeof log !== "function") throw typeError(UNCAUGHT_ACTION, "options.log", "a function", log);
 
   const token = new UncaughtErrorsToken();

@@ -74,5 +74,5 @@ export {
   type SecondErrorAction,
 } from "./error-source.js";
 export { watchdog, type WatchdogOptions, type WatchdogReport } from "./watchdog.js";
-export { selectable, type Selectable, type SelectBranch } from "../internal/selectable.js";
+export { selectable, type Selectable, type SelectBranch } from "./selectable.js";
 export { ShutdownTimeoutError, isShutdownTimeoutError } from "../internal/errors.js";

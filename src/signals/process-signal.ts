@@ -16,7 +16,7 @@ import { constants } from "node:os";
 import type { CancellationToken } from "../cancel/cancellation-token.js";
 import { abortable, checkSignal } from "../internal/abort.js";
 import { assertOptions, describe, rangeError, typeError } from "../internal/errors.js";
-import { selectable, type SelectBranch, type Selectable } from "../internal/selectable.js";
+import { selectable, type SelectBranch, type Selectable } from "./selectable.js";
 
 /**
  * A signal name a process can listen for: every `NodeJS.Signals` name except
@@ -35,7 +35,11 @@ const UNCATCHABLE = new Set(["SIGKILL", "SIGSTOP"]);
 const UNSAFE = new Set(["SIGBUS", "SIGFPE", "SIGILL", "SIGSEGV"]);
 
 /**
- * Validates one signal name.
+ * Validates one signal name: a non-string is a `TypeError`; a string that is
+ * not a signal this process can listen for is a `RangeError`. Node's
+ * `process.kill(pid, "SIGFOO")` throws a `TypeError` instead; we follow
+ * ECMAScript's "right type, value outside the set" rule on purpose, since
+ * which names exist depends on the platform (docs/errors.md, "Which of the two").
  * @internal
  */
 export function checkSignalName(action: string, name: string, value: unknown): asserts value is ProcessSignalName {
@@ -287,7 +291,8 @@ export class ProcessSignal<S extends ProcessSignalName = ProcessSignalName> impl
  * @param signals - a signal name, or a non-empty array of them.
  * @returns a new source; every call gives an independent one.
  * @throws {TypeError} when `signals` is not a string or an array of strings, or is empty.
- * @throws {RangeError} for an unknown name (`"SIGFOO"`), one that cannot be
+ * @throws {RangeError} (not Node's `TypeError`: see docs/errors.md) for an
+ *   unknown name (`"SIGFOO"`), one that cannot be
  *   caught (`"SIGKILL"`, `"SIGSTOP"`), or one JavaScript cannot safely handle
  *   (`"SIGSEGV"`, `"SIGBUS"`, `"SIGFPE"`, `"SIGILL"`).
  *

@@ -19,13 +19,19 @@
  *    their reaction holds only a small box that is emptied at settle, never
  *    the select.
  * 4. Misuse is detected before any side effect: no function branch is called
- *    and nothing is subscribed when a branch or an option is invalid.
+ *    and nothing is subscribed when a branch or an option is invalid. Past
+ *    that point select never throws: whatever a branch does (a `Selectable`
+ *    that throws, a function that throws, a promise whose `then` throws)
+ *    becomes a rejection, after every subscription was released. A `then`
+ *    that throws is that branch's rejection, as for a promise that rejected,
+ *    and a winner committed at the call is returned whatever the promise
+ *    branches do.
  * 5. No `node:` imports: this module is part of the platform-neutral entry.
  */
 import { CancellationToken, type CancelRegistration } from "../cancel/cancellation-token.js";
-import { checkSignal, isAborted, subscribeAbort, type AbortLike } from "../internal/abort.js";
-import { assertOptions, describe, typeError } from "../internal/errors.js";
-import { selectable, type SelectBranch, type Selectable } from "../internal/selectable.js";
+import { checkSignal, isAborted, ownerOf, subscribeAbort, type AbortLike } from "../internal/abort.js";
+import { assertOptions, booleanOption, describe, typeError } from "../internal/errors.js";
+import { isSelectable, selectable, type SelectBranch, type Selectable } from "./selectable.js";
 import { isAbortSignal, isThenable } from "../internal/guards.js";
 
 /**
@@ -122,7 +128,7 @@ const UNSETTLED = 0;
 const FULFILLED = 1;
 const REJECTED = 2;
 
-const ACTION = "select";
+const ACTION = "call select()";
 
 /** One enabled branch of one select call. */
 class Entry {
@@ -142,6 +148,8 @@ class Entry {
   result: unknown = undefined;
   /** For `FUNCTION`: the token handed to the function. */
   token: CancellationToken | null = null;
+  /** For `PROMISE`: reading its `then` threw this; the branch rejects with it once subscribed. */
+  thenError: { error: unknown } | null = null;
 
   constructor(key: string, kind: Kind, source: unknown) {
     this.key = key;
@@ -321,49 +329,82 @@ function pick(entries: Entry[], biased: boolean): Entry | null {
 function classify(key: string, source: unknown): Entry | null {
   if (!source) return null;
   if (source instanceof CancellationToken) return new Entry(key, TOKEN, source);
-  if (
-    (typeof source === "object" || typeof source === "function") &&
-    typeof (source as { [selectable]?: unknown })[selectable] === "function"
-  ) {
-    return new Entry(key, SELECTABLE, source);
+  if (isSelectable(source)) return new Entry(key, SELECTABLE, source);
+  if (isAbortSignal(source)) {
+    // One of our tokens' signals is raced as its token: it is cancelled before its signal fires.
+    const owner = ownerOf(source);
+    return new Entry(key, owner instanceof CancellationToken ? TOKEN : SIGNAL, owner);
   }
-  if (isAbortSignal(source)) return new Entry(key, SIGNAL, source);
   if (typeof source === "function") return new Entry(key, FUNCTION, source);
-  if (isThenable(source)) return new Entry(key, PROMISE, source);
+  let thenable: boolean;
+  try {
+    thenable = isThenable(source);
+  } catch (error) {
+    // A `then` getter that throws: promise resolution turns that into a
+    // rejection, and so does select (when the branch is subscribed).
+    const entry = new Entry(key, PROMISE, source);
+    entry.thenError = { error };
+    return entry;
+  }
+  if (thenable) return new Entry(key, PROMISE, source);
   throw new TypeError(
-    `Cannot select: 'branches.${key}' must be a CancellationToken, an AbortSignal, a Selectable, a promise, ` +
+    `Cannot ${ACTION}: 'branches.${key}' must be a CancellationToken, an AbortSignal, a Selectable, a promise, ` +
       `a function (token) => promise, or a falsy value to disable it, received ${describe(source)}`,
   );
 }
 
 const ignore = (): void => {};
+const promiseThen = Promise.prototype.then;
 
 /**
  * Keeps a rejection of a promise the select will not look at from being
- * reported as unhandled. Other thenables are left alone: calling `then` on a
- * lazy one (a query builder) would start work nobody waits for.
+ * reported as unhandled. Never throws. Only real promises, by brand (so one
+ * from another realm too), through the built-in `then` (so an overridden
+ * `then` that throws is never called); other thenables are left alone:
+ * calling `then` on a lazy one (a query builder) would start work nobody
+ * waits for.
  */
-function silence(source: PromiseLike<unknown>): void {
-  if (source instanceof Promise) source.then(undefined, ignore);
+function silence(entry: Entry): void {
+  if (entry.thenError !== null) return;
+  try {
+    promiseThen.call(entry.source as Promise<unknown>, undefined, ignore);
+  } catch {
+    // Not a promise (a thenable), or a hostile `constructor`: nothing to silence.
+  }
 }
 
+/**
+ * Subscribes to a promise branch (or a function branch's result). Never
+ * throws: a `then` that throws, or a `then` getter that did (`thenError`),
+ * is that branch's rejection, exactly like a promise that rejected. The
+ * first outcome wins, should a hostile `then` call both callbacks.
+ */
 function watchPromise(entry: Entry, promise: PromiseLike<unknown>): void {
   const onFulfilled = (value: unknown): void => {
     const owner = entry.owner;
-    if (owner === null) return;
+    if (owner === null || entry.outcome !== UNSETTLED) return;
     entry.outcome = FULFILLED;
     entry.result = value;
     owner.wake();
   };
   const onRejected = (error: unknown): void => {
     const owner = entry.owner;
-    if (owner === null) return;
+    if (owner === null || entry.outcome !== UNSETTLED) return;
     entry.outcome = REJECTED;
     entry.result = error;
     owner.wake();
   };
-  if (promise instanceof Promise) promise.then(onFulfilled, onRejected);
-  else Promise.resolve(promise).then(onFulfilled, onRejected);
+  const thenError = entry.thenError;
+  if (thenError !== null) {
+    onRejected(thenError.error);
+    return;
+  }
+  try {
+    if (promise instanceof Promise) promise.then(onFulfilled, onRejected);
+    else Promise.resolve(promise).then(onFulfilled, onRejected);
+  } catch (error) {
+    onRejected(error);
+  }
 }
 
 /**
@@ -409,8 +450,9 @@ function watchPromise(entry: Entry, promise: PromiseLike<unknown>): void {
  * @param branches - an object of named branches; at least one must be enabled.
  * @param options - see {@link SelectOptions}.
  * @returns the winner's `{ key, value }`; rejects with the error a promise
- *   branch rejected with or a `Selectable` threw on commit (a closed oneshot:
- *   `ChannelClosedError`), or with the abort reason.
+ *   branch rejected with (a `then` that throws counts as a rejection) or a
+ *   `Selectable` threw on commit (a closed oneshot: `ChannelClosedError`),
+ *   or with the abort reason.
  * @throws {TypeError} when `branches` is not an object, when a branch is of
  *   an unsupported type (the message names its key), when every branch is
  *   disabled (tokio panics there), or when an option has the wrong type.
@@ -452,20 +494,17 @@ export function select(branches: Record<string, SelectSource<unknown>>, options?
     if (entry !== null) entries.push(entry);
   }
   assertOptions(ACTION, options, ["biased", "signal"]);
-  const biased = options?.biased;
-  if (biased !== undefined && typeof biased !== "boolean") {
-    throw typeError(ACTION, "options.biased", "a boolean or undefined", biased);
-  }
+  const biased = booleanOption(ACTION, "options.biased", options?.biased);
   const signal = checkSignal(ACTION, options?.signal);
   if (entries.length === 0) {
     throw new TypeError(
-      `Cannot select: every branch is disabled, so it could never settle (received ${describe(branches)} with keys [${Object.keys(branches).join(", ")}])`,
+      `Cannot ${ACTION}: every branch is disabled, so it could never settle (received ${describe(branches)} with keys [${Object.keys(branches).join(", ")}])`,
     );
   }
 
   // From here on, side effects.
   if (signal !== undefined && isAborted(signal)) {
-    for (const entry of entries) if (entry.kind === PROMISE) silence(entry.source as PromiseLike<unknown>);
+    for (const entry of entries) if (entry.kind === PROMISE) silence(entry);
     return Promise.reject(signal.reason);
   }
   let hasFunctions = false;
@@ -477,19 +516,22 @@ export function select(branches: Record<string, SelectSource<unknown>>, options?
     }
     winner = pick(entries, biased === true);
   } catch (error) {
-    for (const entry of entries) if (entry.kind === PROMISE) silence(entry.source as PromiseLike<unknown>);
+    for (const entry of entries) if (entry.kind === PROMISE) silence(entry);
     return Promise.reject(error);
   }
 
   // Fast path: a pollable branch is ready now. Commit it before returning;
   // no function is called, nothing is subscribed.
   if (winner !== null) {
-    for (const entry of entries) if (entry.kind === PROMISE) silence(entry.source as PromiseLike<unknown>);
+    // Commit first: the winner is taken whatever the other branches do.
+    let settled: Promise<{ key: string; value: unknown }>;
     try {
-      return Promise.resolve({ key: winner.key, value: winner.commit() });
+      settled = Promise.resolve({ key: winner.key, value: winner.commit() });
     } catch (error) {
-      return Promise.reject(error);
+      settled = Promise.reject(error);
     }
+    for (const entry of entries) if (entry.kind === PROMISE) silence(entry);
+    return settled;
   }
 
   // Slow path: subscribe everything, call the functions, wait for a wake.
@@ -532,7 +574,7 @@ export function select(branches: Record<string, SelectSource<unknown>>, options?
     // function, and keep the promises not reached yet from reporting an
     // unhandled rejection (as when a branch wins at the call).
     for (const entry of entries) {
-      if (entry.kind === PROMISE && entry.owner === null) silence(entry.source as PromiseLike<unknown>);
+      if (entry.kind === PROMISE && entry.owner === null) silence(entry);
     }
     state.finish(null, error);
     return promise;

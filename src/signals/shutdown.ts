@@ -13,8 +13,9 @@
  * 4. Options are validated before any listener is installed.
  */
 import { CancellationToken } from "../cancel/cancellation-token.js";
-import { isAborted, subscribeAbort } from "../internal/abort.js";
-import { assertDuration, assertOptions, CancelkitError, MAX_TIMER_MS, ShutdownTimeoutError, typeError } from "../internal/errors.js";
+import { isAborted, ownerOf, subscribeAbort } from "../internal/abort.js";
+import { assertDuration, assertOptions, CancelkitError, rangeError, ShutdownTimeoutError, typeError } from "../internal/errors.js";
+import { LongTimer } from "../internal/long-timer.js";
 import { checkSignalNames, signalNumber, type ProcessSignalName } from "./process-signal.js";
 import { isAbortSignal } from "../internal/guards.js";
 import { publish, shutdownChannel } from "../internal/diagnostics.js";
@@ -167,8 +168,12 @@ class ShutdownToken extends CancellationToken {
  * @param options - see {@link ShutdownOptions}.
  * @returns a token; dispose it to remove its listeners.
  * @throws {TypeError} when an option has the wrong type.
- * @throws {RangeError} for an unknown or uncatchable signal name, or a
- *   negative or non-finite `timeoutMs`.
+ * @throws {TypeError} for an unknown option (the message names the nearest
+ *   known one).
+ * @throws {RangeError} for an unknown or uncatchable signal name, a
+ *   negative or non-finite `timeoutMs`, or an `onSecondSignal` string other
+ *   than `"default"`, `"exit"` or `"ignore"` (docs/errors.md says why these
+ *   are `RangeError`s).
  *
  * @example A server that stops on Ctrl+C or SIGTERM
  * ```ts
@@ -199,13 +204,19 @@ export function shutdown(options?: ShutdownOptions): CancellationToken {
   const timeoutMs = options?.timeoutMs;
   if (timeoutMs !== undefined) assertDuration(SHUTDOWN_ACTION, "options.timeoutMs", timeoutMs);
   // Not checkSignal(): its message would name a 'signal' option this call does not have.
-  const parent = options?.parent;
-  if (parent !== undefined && !(parent instanceof CancellationToken) && !isAbortSignal(parent)) {
-    throw typeError(SHUTDOWN_ACTION, "options.parent", "an AbortSignal, a CancellationToken or undefined", parent);
+  const parentOption = options?.parent;
+  if (parentOption !== undefined && !(parentOption instanceof CancellationToken) && !isAbortSignal(parentOption)) {
+    throw typeError(SHUTDOWN_ACTION, "options.parent", "an AbortSignal, a CancellationToken or undefined", parentOption);
   }
-  const onSecond = options?.onSecondSignal ?? "default";
+  // One of our tokens' signals stands for its token (cancelled before its signal fires).
+  const parent = parentOption === undefined || parentOption instanceof CancellationToken ? parentOption : ownerOf(parentOption);
+  const onSecondOption = options?.onSecondSignal;
+  const onSecond = onSecondOption === undefined ? "default" : onSecondOption;
   if (typeof onSecond !== "function" && onSecond !== "default" && onSecond !== "exit" && onSecond !== "ignore") {
-    throw typeError(SHUTDOWN_ACTION, "options.onSecondSignal", `"default", "exit", "ignore" or a function`, onSecond);
+    // A string outside the set is a value error, anything else a type error (docs/errors.md).
+    const expected = `"default", "exit", "ignore" or a function`;
+    if (typeof onSecond === "string") throw rangeError(SHUTDOWN_ACTION, "options.onSecondSignal", expected, onSecond);
+    throw typeError(SHUTDOWN_ACTION, "options.onSecondSignal", expected, onSecond);
   }
 
   const token = new ShutdownToken();
@@ -238,24 +249,11 @@ export function shutdown(options?: ShutdownOptions): CancellationToken {
     for (const [name, handler] of handlers) process.off(name, handler);
   };
 
-  // Deadline, chained past 2³¹−1 ms.
-  let timer: ReturnType<typeof setTimeout> | null = null;
-  if (timeoutMs !== undefined && !bornCancelled) {
-    let remaining = timeoutMs;
-    const arm = (): void => {
-      const step = Math.min(remaining, MAX_TIMER_MS);
-      remaining -= step;
-      timer = setTimeout(() => {
-        timer = null;
-        if (remaining > 0) arm();
-        else token.cancel(new ShutdownTimeoutError(timeoutMs));
-      }, step);
-      timer.unref();
-    };
-    arm();
-  }
+  // Deadline, chained past 2³¹−1 ms; never keeps the process alive.
+  let timer: LongTimer | null =
+    timeoutMs !== undefined && !bornCancelled ? new LongTimer(() => token.cancel(new ShutdownTimeoutError(timeoutMs)), timeoutMs, false) : null;
   const clearTimer = (): void => {
-    if (timer !== null) clearTimeout(timer);
+    timer?.clear();
     timer = null;
   };
 

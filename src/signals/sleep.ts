@@ -16,8 +16,10 @@
  */
 import type { CancellationToken } from "../cancel/cancellation-token.js";
 import { abortable, checkSignal, isAborted, subscribeAbort, type AbortLike } from "../internal/abort.js";
-import { assertDuration, assertOptions, MAX_TIMER_MS, rangeError, typeError } from "../internal/errors.js";
-import { selectable, type SelectBranch, type Selectable } from "../internal/selectable.js";
+import { assertDuration, assertOptions, booleanOption, rangeError, typeError } from "../internal/errors.js";
+import { LongTimer } from "../internal/long-timer.js";
+import { selectable, type SelectBranch, type Selectable } from "./selectable.js";
+import { dateTime } from "../internal/guards.js";
 
 /** Options of {@link sleep} and {@link deadline}. */
 export interface SleepOptions {
@@ -33,8 +35,6 @@ export interface SleepOptions {
    */
   signal?: AbortSignal | CancellationToken;
 }
-
-type Timer = ReturnType<typeof setTimeout>;
 
 /** One wait on a sleep (an `await` or a select subscription); inert once removed. */
 class SleepWaiter {
@@ -82,7 +82,7 @@ export class Sleep implements Selectable<void>, PromiseLike<void> {
   #ref: boolean;
   #signal: AbortLike | undefined;
   #elapsed = false;
-  #timer: Timer | null = null;
+  #timer: LongTimer | null = null;
   /** Current waiters, an intrusive list; the timer is armed while it is non-empty. */
   #head: SleepWaiter | null = null;
   #tail: SleepWaiter | null = null;
@@ -242,38 +242,32 @@ export class Sleep implements Selectable<void>, PromiseLike<void> {
     else next.prev = prev;
     node.prev = node.next = null;
     if (this.#head === null && this.#timer !== null) {
-      clearTimeout(this.#timer);
+      this.#timer.clear();
       this.#timer = null;
     }
   }
 
   #arm(): void {
-    const remaining = Math.max(0, this.#deadline - performance.now());
-    const final = remaining <= MAX_TIMER_MS;
-    const timer = setTimeout(
+    // Chained past 2³¹−1 ms by LongTimer, which calls back only at the
+    // deadline, without reading the clock again (invariant 2).
+    this.#timer = new LongTimer(
       () => {
         this.#timer = null;
-        if (!final) {
-          if (this.#head !== null) this.#arm();
-          return;
-        }
         this.#elapsed = true;
         // Snapshot first: a wake may add or remove waiters.
         const woken: SleepWaiter[] = [];
         for (let node = this.#head; node !== null; node = node.next) woken.push(node);
         for (const node of woken) node.fire();
       },
-      final ? remaining : MAX_TIMER_MS,
+      Math.max(0, this.#deadline - performance.now()),
+      this.#ref,
     );
-    if (!this.#ref) (timer as { unref?: () => void }).unref?.();
-    this.#timer = timer;
   }
 }
 
 function sleepOptions(action: string, options: SleepOptions | undefined): { ref: boolean; signal: AbortLike | undefined } {
   assertOptions(action, options, ["ref", "signal"]);
-  const ref = options?.ref;
-  if (ref !== undefined && typeof ref !== "boolean") throw typeError(action, "options.ref", "a boolean or undefined", ref);
+  const ref = booleanOption(action, "options.ref", options?.ref);
   return { ref: ref !== false, signal: checkSignal(action, options?.signal) };
 }
 
@@ -322,7 +316,8 @@ export function sleep(ms: number, options?: SleepOptions): Sleep {
  * #### Cancellation
  * As {@link sleep}: `options.signal` aborts every wait with the reason, unchanged.
  *
- * @param date - a `Date`, or milliseconds since the epoch.
+ * @param date - a `Date` (from any realm: it is recognised by brand, not
+ *   `instanceof`), or milliseconds since the epoch.
  * @param options - see {@link SleepOptions}.
  * @throws {TypeError} when `date` is neither a `Date` nor a number, or an option has the wrong type.
  * @throws {RangeError} when `date` is an invalid `Date` or a non-finite number.
@@ -337,14 +332,15 @@ export function sleep(ms: number, options?: SleepOptions): Sleep {
 export function deadline(date: Date | number, options?: SleepOptions): Sleep {
   const action = "create deadline()";
   let time: number;
-  if (date instanceof Date) {
-    time = date.getTime();
-    if (Number.isNaN(time)) throw rangeError(action, "date", "a valid Date", date);
-  } else if (typeof date === "number") {
+  if (typeof date === "number") {
     if (!Number.isFinite(date)) throw rangeError(action, "date", "a valid Date or a finite number of epoch milliseconds", date);
     time = date;
   } else {
-    throw typeError(action, "date", "a Date or a number of epoch milliseconds", date);
+    // By brand, not instanceof: a Date from another realm (node:vm, an iframe) is a Date.
+    const dateValue = dateTime(date);
+    if (dateValue === undefined) throw typeError(action, "date", "a Date or a number of epoch milliseconds", date);
+    if (Number.isNaN(dateValue)) throw rangeError(action, "date", "a valid Date", date);
+    time = dateValue;
   }
   const { ref, signal } = sleepOptions(action, options);
   return new Sleep(performance.now() + (time - Date.now()), ref, signal);

@@ -16,7 +16,8 @@ import { CancellationToken } from "../cancel/cancellation-token.js";
 import { isAborted, subscribeAbort } from "../internal/abort.js";
 import { isAbortSignal } from "../internal/guards.js";
 import { publish, watchdogChannel } from "../internal/diagnostics.js";
-import { assertDuration, assertOptions, MAX_TIMER_MS, rangeError, typeError } from "../internal/errors.js";
+import { assertDuration, assertOptions, rangeError, typeError } from "../internal/errors.js";
+import { LongTimer } from "../internal/long-timer.js";
 
 /** Options of {@link watchdog}. */
 export interface WatchdogOptions {
@@ -158,17 +159,18 @@ export function watchdog(token: AbortSignal | CancellationToken, options?: Watch
   }
   const source: AbortSignal | CancellationToken = token;
   assertOptions(WATCHDOG_ACTION, options, ["timeoutMs", "exitCode", "log"]);
-  const timeoutMs = options?.timeoutMs ?? 30_000;
+  // `=== undefined`, not `??`: a `null` is a mistyped value, not a default.
+  const timeoutMs = options?.timeoutMs === undefined ? 30_000 : options.timeoutMs;
   assertDuration(WATCHDOG_ACTION, "options.timeoutMs", timeoutMs);
-  const exitCode = options?.exitCode ?? 124;
+  const exitCode = options?.exitCode === undefined ? 124 : options.exitCode;
   if (typeof exitCode !== "number") throw typeError(WATCHDOG_ACTION, "options.exitCode", "an integer from 1 to 255", exitCode);
   if (!Number.isInteger(exitCode) || exitCode < 1 || exitCode > 255) {
     throw rangeError(WATCHDOG_ACTION, "options.exitCode", "an integer from 1 to 255", exitCode);
   }
-  const log = options?.log ?? ((message: string): void => void process.stderr.write(message));
+  const log = options?.log === undefined ? (message: string): void => void process.stderr.write(message) : options.log;
   if (typeof log !== "function") throw typeError(WATCHDOG_ACTION, "options.log", "a function", log);
 
-  let timer: ReturnType<typeof setTimeout> | null = null;
+  let timer: LongTimer | null = null;
   let disposed = false;
   const fire = (): void => {
     const resources = process.getActiveResourcesInfo();
@@ -184,15 +186,9 @@ export function watchdog(token: AbortSignal | CancellationToken, options?: Watch
       process.exit(exitCode);
     }
   };
-  const arm = (remaining: number): void => {
-    if (disposed) return;
-    const step = Math.min(remaining, MAX_TIMER_MS);
-    timer = setTimeout(() => {
-      timer = null;
-      if (remaining - step > 0) arm(remaining - step);
-      else fire();
-    }, step);
-    timer.unref();
+  // Unreferenced: the watchdog never holds the process itself.
+  const arm = (ms: number): void => {
+    if (!disposed) timer = new LongTimer(fire, ms, false);
   };
   let unsubscribe: (() => void) | null = null;
   if (isAborted(source)) arm(timeoutMs);
@@ -205,7 +201,7 @@ export function watchdog(token: AbortSignal | CancellationToken, options?: Watch
       disposed = true;
       unsubscribe?.();
       unsubscribe = null;
-      if (timer !== null) clearTimeout(timer);
+      timer?.clear();
       timer = null;
     },
   };

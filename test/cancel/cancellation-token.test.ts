@@ -1,6 +1,8 @@
 import { getEventListeners } from "node:events";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { CancelGuard, CancellationToken } from "../../src/cancel/index.js";
+import { oneshot, select } from "../../src/index.js";
+import { shutdown } from "../../src/signals/index.js";
 import { captureUncaught, collectGarbage, deferred, flush, heapUsed, stateOf } from "./helpers.js";
 
 const abortListeners = (signal: AbortSignal): number => getEventListeners(signal, "abort").length;
@@ -1197,6 +1199,23 @@ describe("timeout() and withTimeout()", () => {
 });
 
 describe("runUntilCancelled()", () => {
+  it("runUntilCancelled() of work whose promise has a throwing then rejects with that error and leaves its child unlinked", async () => {
+    const token = new CancellationToken();
+    const error = new Error("then threw");
+    let child: CancellationToken | undefined;
+    const hostile = new Promise<number>(() => {});
+    Object.defineProperty(hostile, "then", {
+      value: () => {
+        throw error;
+      },
+    });
+    const result = token.runUntilCancelled((c) => ((child = c), hostile));
+    await expect(result).rejects.toBe(error);
+    // Disposed, not cancelled: cancelling the parent no longer reaches it.
+    token.cancel("later");
+    expect(child!.isCancelled).toBe(false);
+  });
+
   it("runUntilCancelled() resolves with the value when both are ready: the value wins", async () => {
     const token = new CancellationToken();
     const p = token.runUntilCancelled(Promise.resolve(7));
@@ -1303,5 +1322,90 @@ describe("bad input", () => {
     expect(() => cancelled.onCancel("x" as never)).toThrow(/received string "x"/);
     // Nothing was registered: cancelling reports no error from a non-function.
     return captureUncaught(() => token.cancel()).then((errors) => expect(errors).toEqual([]));
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Inside a cancel callback the whole subtree is already marked cancelled, but
+// the native signals of tokens whose callbacks have not run yet have not
+// fired. Every factory must see those tokens as cancelled: a token born
+// cancelled holds no links (design §1).
+
+describe("factories inside a cancel callback", () => {
+  /** Runs `inside(x)` in a callback of `x`'s parent, before `x`'s own signal fires. */
+  function duringCancel<T>(inside: (x: CancellationToken) => T): { result: T; x: CancellationToken } {
+    const root = new CancellationToken();
+    const x = root.child();
+    const signal = x.signal; // created before the cancel: it fires after x's callbacks
+    let result: T | undefined;
+    root.onCancel(() => {
+      expect(x.isCancelled).toBe(true);
+      expect(signal.aborted).toBe(false);
+      result = inside(x);
+    });
+    root.cancel("stop");
+    return { result: result as T, x };
+  }
+
+  it.each([
+    ["[x.signal, foreign]", (x: CancellationToken, foreign: AbortSignal) => [x.signal, foreign]],
+    ["[foreign, x.signal]", (x: CancellationToken, foreign: AbortSignal) => [foreign, x.signal]],
+  ])("any(%s) of a cancelling token's signal is born cancelled with its reason and keeps no listener on the foreign signal", (_, sources) => {
+    const foreign = new AbortController();
+    const { result } = duringCancel((x) => {
+      const token = CancellationToken.any(sources(x, foreign.signal));
+      expect(token.isCancelled).toBe(true);
+      expect(abortListeners(foreign.signal)).toBe(0);
+      return token;
+    });
+    expect(result.reason).toBe("stop");
+    expect(abortListeners(foreign.signal)).toBe(0);
+    foreign.abort("late");
+    expect(result.reason).toBe("stop");
+  });
+
+  it("a wait or a select given a cancelling token's signal sees the token cancelled, with its reason", async () => {
+    const [, rx] = oneshot<number>();
+    const { result } = duringCancel((x) => ({
+      recv: rx.recv({ signal: x.signal }),
+      select: select({ x: x.signal, never: new CancellationToken() }),
+      shutdown: shutdown({ parent: x.signal, signals: [] }),
+    }));
+    await expect(result.recv).rejects.toBe("stop");
+    await expect(result.select).resolves.toEqual({ key: "x", value: "stop" });
+    expect(result.shutdown.reason).toBe("stop");
+    result.shutdown[Symbol.dispose]();
+  });
+
+  it("from() of a cancelling token's signal is born cancelled with its reason", () => {
+    const { result } = duringCancel((x) => CancellationToken.from(x.signal));
+    expect(result.isCancelled).toBe(true);
+    expect(result.reason).toBe("stop");
+  });
+
+  it("child() of a cancelling token is born cancelled with its reason and never linked", () => {
+    const { result } = duringCancel((x) => x.child());
+    expect(result.isCancelled).toBe(true);
+    expect(result.reason).toBe("stop");
+    // Never linked: disposing it is a no-op that cannot touch the (cancelled) parent.
+    result[Symbol.dispose]();
+    expect(result.isCancelled).toBe(true);
+  });
+
+  it("withTimeout() of a cancelling token is born cancelled and arms no timer", () => {
+    vi.useFakeTimers();
+    const { result } = duringCancel((x) => x.withTimeout(1_000, { keepAlive: true }));
+    expect(result.isCancelled).toBe(true);
+    expect(result.reason).toBe("stop");
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it("timeout() inside a cancel callback is an independent root: live, with its timer until disposed", () => {
+    vi.useFakeTimers();
+    const { result } = duringCancel(() => CancellationToken.timeout(1_000));
+    expect(result.isCancelled).toBe(false);
+    expect(vi.getTimerCount()).toBe(1);
+    result[Symbol.dispose]();
+    expect(vi.getTimerCount()).toBe(0);
   });
 });

@@ -5,7 +5,9 @@ import { PassThrough, Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
+import vm from "node:vm";
 import { CancellationToken } from "../../src/cancel/index.js";
+import { oneshot, select } from "../../src/index.js";
 import { deferred, flush, stateOf } from "./helpers.js";
 
 const abortListeners = (signal: AbortSignal): number => getEventListeners(signal, "abort").length;
@@ -182,5 +184,54 @@ describe("token.signal with AbortSignal.any", () => {
     root.cancel("round trip");
     expect(derived.reason).toBe("round trip");
     expect(abortListeners(combined)).toBe(0);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// A real AbortSignal whose prototype chain belongs to another realm (what a
+// signal from an iframe looks like to `instanceof`): accepted by brand.
+// A look-alike (no internal slots) is still refused.
+
+/** A real signal re-parented onto a prototype made in another realm (node:vm), with the same methods. */
+function foreignRealmSignal(controller: AbortController): AbortSignal {
+  const proto = vm.runInNewContext("Object.create(Object.prototype)") as object;
+  // Every own property, `constructor` included: Node's EventTarget methods
+  // recognise their receiver through its constructor.
+  for (const from of [EventTarget.prototype, AbortSignal.prototype]) {
+    for (const key of Reflect.ownKeys(from)) Object.defineProperty(proto, key, Object.getOwnPropertyDescriptor(from, key)!);
+  }
+  Object.setPrototypeOf(controller.signal, proto);
+  return controller.signal;
+}
+
+describe("AbortSignals from another realm", () => {
+  it("CancellationToken.from() and any() accept an AbortSignal from another realm by brand, and follow it without leaking", () => {
+    const controller = new AbortController();
+    const signal = foreignRealmSignal(controller);
+    expect(signal instanceof AbortSignal).toBe(false);
+    const followed = CancellationToken.from(signal);
+    const any = CancellationToken.any([signal]);
+    expect(getEventListeners(signal, "abort")).toHaveLength(1);
+    controller.abort("gone");
+    expect(followed.reason).toBe("gone");
+    expect(any.reason).toBe("gone");
+    expect(getEventListeners(signal, "abort")).toHaveLength(0);
+  });
+
+  it("a { signal } option accepts an AbortSignal from another realm by brand", async () => {
+    const controller = new AbortController();
+    const signal = foreignRealmSignal(controller);
+    const [, rx] = oneshot<number>();
+    const pending = rx.recv({ signal });
+    controller.abort("stop");
+    await expect(pending).rejects.toBe("stop");
+    await expect(select({ signal, never: new CancellationToken() })).resolves.toEqual({ key: "signal", value: "stop" });
+  });
+
+  it("an AbortSignal look-alike without the internal slots is still a TypeError", () => {
+    const fake = Object.create(AbortSignal.prototype) as AbortSignal;
+    expect(() => CancellationToken.from(fake)).toThrow(TypeError);
+    const [, rx] = oneshot<number>();
+    expect(() => rx.recv({ signal: fake })).toThrow(TypeError);
   });
 });

@@ -1,4 +1,5 @@
 import { getEventListeners } from "node:events";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { CancellationToken, TaskTracker } from "../../src/cancel/index.js";
 import { deferred, flush, stateOf } from "./helpers.js";
@@ -274,7 +275,7 @@ describe("TaskTracker", () => {
     expect(tracker.size).toBe(0);
   });
 
-  it("spawn() turns a synchronous throw into a rejection and never counts it", async () => {
+  it("spawn() turns a synchronous throw into a rejection and un-counts the task before returning", async () => {
     const tracker = new TaskTracker();
     const error = new Error("sync");
     const p = tracker.spawn(() => {
@@ -368,15 +369,236 @@ describe("TaskTracker", () => {
   describe("bad input", () => {
     it("spawn(), track() and wait() reject bad arguments with a TypeError naming the call and value, and change nothing", () => {
       const tracker = new TaskTracker();
-      expect(() => tracker.spawn(5 as never)).toThrow("Cannot spawn on TaskTracker: 'task' must be a function, received number 5");
-      expect(() => tracker.track(5 as never)).toThrow("Cannot track on TaskTracker: 'promise' must be a promise, received number 5");
+      expect(() => tracker.spawn(5 as never)).toThrow("Cannot call tracker.spawn(): 'task' must be a function, received number 5");
+      expect(() => tracker.track(5 as never)).toThrow("Cannot call tracker.track(): 'promise' must be a promise, received number 5");
       expect(() => tracker.track(null as never)).toThrow(TypeError);
-      expect(() => tracker.wait(5 as never)).toThrow("Cannot wait on TaskTracker: 'options' must be an object or undefined, received number 5");
+      expect(() => tracker.wait(5 as never)).toThrow("Cannot call tracker.wait(): 'options' must be an object or undefined, received number 5");
       expect(() => tracker.wait({ signal: "x" as never })).toThrow(
-        "Cannot wait on TaskTracker: 'signal' must be an AbortSignal, a CancellationToken or undefined, received string \"x\"",
+        "Cannot call tracker.wait(): 'signal' must be an AbortSignal, a CancellationToken or undefined, received string \"x\"",
       );
       expect(tracker.size).toBe(0);
       expect(tracker.isClosed).toBe(false);
     });
+  });
+});
+
+describe("TaskTracker.spawn() counts the task before it runs", () => {
+  it("spawn() counts the task before calling it: size is 1 inside its synchronous part", async () => {
+    const tracker = new TaskTracker();
+    let inside = -1;
+    const done = tracker.spawn(() => {
+      inside = tracker.size;
+    });
+    expect(inside).toBe(1);
+    await done;
+    expect(tracker.size).toBe(0);
+  });
+
+  it("wait() stays pending while a task that closed the tracker from inside still runs", async () => {
+    const tracker = new TaskTracker();
+    const work = deferred<void>();
+    const wait = tracker.wait();
+    const task = tracker.spawn(async () => {
+      tracker.close();
+      await work.promise;
+    });
+    expect(await stateOf(wait)).toBe("pending");
+    expect(tracker.size).toBe(1);
+    work.resolve();
+    await task;
+    expect(await stateOf(wait)).toBe("fulfilled");
+  });
+
+  it("spawn() un-counts a task exactly once however it ends: a value, a synchronous throw, a fulfilment, a rejection, a throwing then", async () => {
+    const tracker = new TaskTracker();
+    const hostile = Promise.resolve(1);
+    const thenError = new Error("then");
+    Object.defineProperty(hostile, "then", {
+      value: () => {
+        throw thenError;
+      },
+    });
+    const outcomes = [
+      tracker.spawn(() => 1),
+      tracker.spawn(() => {
+        throw new Error("sync");
+      }),
+      tracker.spawn(async () => 2),
+      tracker.spawn(async () => {
+        throw new Error("async");
+      }),
+      tracker.spawn(() => hostile),
+    ].map((promise) => promise.then(() => "fulfilled", (error: unknown) => (error === thenError ? "then threw" : "rejected")));
+    tracker.close();
+    const wait = tracker.wait();
+    expect(await Promise.all(outcomes)).toEqual(["fulfilled", "rejected", "fulfilled", "rejected", "then threw"]);
+    expect(tracker.size).toBe(0);
+    expect(await stateOf(wait)).toBe("fulfilled");
+    // Exactly once: a new task counts from 0 again, and the tracker is not "below empty".
+    tracker.reopen();
+    const pending = deferred<void>();
+    void tracker.track(pending.promise);
+    expect(tracker.size).toBe(1);
+    pending.resolve();
+    await flush();
+    expect(tracker.size).toBe(0);
+  });
+
+  it("track() of a promise whose then throws un-counts it and rejects with that error", async () => {
+    const tracker = new TaskTracker();
+    const hostile = Promise.resolve(1);
+    const thenError = new Error("then");
+    Object.defineProperty(hostile, "then", {
+      value: () => {
+        throw thenError;
+      },
+    });
+    let result: Promise<number> | undefined;
+    expect(() => (result = tracker.track(hostile))).not.toThrow();
+    await expect(result).rejects.toBe(thenError);
+    expect(tracker.size).toBe(0);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// A fast-check model of the tracker: counts, closed flag and every wait()
+// checked against a tiny reference after each operation. A task may close
+// the tracker from inside its synchronous part.
+
+interface TrackerModel {
+  closed: boolean;
+  running: number;
+  /** Indices (into real.waits) of waits that must still be pending. */
+  pending: number[];
+}
+
+interface TrackerReal {
+  tracker: TaskTracker;
+  /** Settles one running task (in spawn order). */
+  tasks: Array<(fail: boolean) => void>;
+  waits: Array<{ state: () => "pending" | "fulfilled" | "rejected"; expected: "pending" | "fulfilled" }>;
+}
+
+type TrackerCommand = fc.AsyncCommand<TrackerModel, TrackerReal, false>;
+
+/** The model's side of "closed and empty now": every pending wait resolves at this moment. */
+function releaseIfDone(m: TrackerModel, r: TrackerReal): void {
+  if (!m.closed || m.running !== 0) return;
+  for (const i of m.pending) r.waits[i]!.expected = "fulfilled";
+  m.pending = [];
+}
+
+async function checkTracker(m: TrackerModel, r: TrackerReal): Promise<void> {
+  await flush();
+  expect(r.tracker.size).toBe(m.running);
+  expect(r.tracker.isEmpty).toBe(m.running === 0);
+  expect(r.tracker.isClosed).toBe(m.closed);
+  for (const wait of r.waits) expect(wait.state()).toBe(wait.expected);
+}
+
+function spawnCommand(closesInside: boolean): TrackerCommand {
+  return {
+    check: () => true,
+    async run(m, r) {
+      const work = deferred<void>();
+      let sizeInside = -1;
+      let closedByTask: boolean | undefined;
+      void r.tracker
+        .spawn(() => {
+          sizeInside = r.tracker.size;
+          if (closesInside) closedByTask = r.tracker.close();
+          return work.promise;
+        })
+        .catch(() => {});
+      r.tasks.push((fail) => (fail ? work.reject(new Error("task failed")) : work.resolve()));
+      m.running++;
+      expect(sizeInside).toBe(m.running);
+      if (closesInside) {
+        expect(closedByTask).toBe(!m.closed);
+        m.closed = true;
+        releaseIfDone(m, r);
+      }
+      await checkTracker(m, r);
+    },
+    toString: () => (closesInside ? "spawn-that-closes" : "spawn"),
+  };
+}
+
+function settleCommand(k: number, fail: boolean): TrackerCommand {
+  return {
+    check: (m) => m.running > 0,
+    async run(m, r) {
+      const settle = r.tasks.splice(k % r.tasks.length, 1)[0]!;
+      settle(fail);
+      await flush();
+      m.running--;
+      releaseIfDone(m, r);
+      await checkTracker(m, r);
+    },
+    toString: () => `${fail ? "reject" : "resolve"}(task ${k})`,
+  };
+}
+
+const waitCommand: TrackerCommand = {
+  check: () => true,
+  async run(m, r) {
+    let state: "pending" | "fulfilled" | "rejected" = "pending";
+    r.tracker.wait().then(
+      () => (state = "fulfilled"),
+      () => (state = "rejected"),
+    );
+    const index = r.waits.push({ state: () => state, expected: "pending" }) - 1;
+    m.pending.push(index);
+    releaseIfDone(m, r);
+    await checkTracker(m, r);
+  },
+  toString: () => "wait",
+};
+
+const trackerCommands: Array<fc.Arbitrary<TrackerCommand>> = [
+  fc.constant(spawnCommand(false)),
+  fc.constant(spawnCommand(true)),
+  fc.tuple(fc.nat(5), fc.boolean()).map(([k, fail]) => settleCommand(k, fail)),
+  fc.constant<TrackerCommand>({
+    check: () => true,
+    async run(m, r) {
+      expect(r.tracker.close()).toBe(!m.closed);
+      m.closed = true;
+      releaseIfDone(m, r);
+      await checkTracker(m, r);
+    },
+    toString: () => "close",
+  }),
+  fc.constant<TrackerCommand>({
+    check: () => true,
+    async run(m, r) {
+      expect(r.tracker.reopen()).toBe(m.closed);
+      m.closed = false;
+      await checkTracker(m, r);
+    },
+    toString: () => "reopen",
+  }),
+  fc.constant(waitCommand),
+];
+
+function trackerSetup(): { model: TrackerModel; real: TrackerReal } {
+  return {
+    model: { closed: false, running: 0, pending: [] },
+    real: { tracker: new TaskTracker(), tasks: [], waits: [] },
+  };
+}
+
+describe("TaskTracker model", () => {
+  it("spawn / spawn-that-closes / settle / close / reopen / wait agree with the reference model", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.commands(trackerCommands, { maxCommands: 30 }), async (commands) => {
+        await fc.asyncModelRun(trackerSetup, commands);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it("the shrunk counterexample wait, spawn-that-closes, spawn agrees with the model", async () => {
+    await fc.asyncModelRun(trackerSetup, [waitCommand, spawnCommand(true), spawnCommand(false)]);
   });
 });

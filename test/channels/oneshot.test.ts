@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { selectable } from "../../src/internal/selectable.js";
+import { selectable } from "../../src/index.js";
 import { ChannelClosedError, oneshot, OneshotReceiver, OneshotSender } from "../../src/channels/index.js";
 import { CancellationToken } from "../../src/cancel/index.js";
 import { select } from "../../src/signals/index.js";

@@ -28,10 +28,10 @@ describe("serve() options", () => {
   });
 
   it.each([
-    [{ idleGraceMs: -1 }, RangeError, "Cannot serve: 'idleGraceMs' must be a finite number >= 0, received number -1"],
+    [{ idleGraceMs: -1 }, RangeError, "Cannot call serve(): 'idleGraceMs' must be a finite number >= 0, received number -1"],
     [{ drainTimeoutMs: Number.POSITIVE_INFINITY }, RangeError, "'drainTimeoutMs' must be a finite number >= 0"],
-    [{ drainTimeoutMS: 5000 }, TypeError, "Cannot serve: unknown option 'drainTimeoutMS' (did you mean 'drainTimeoutMs'?)"],
-    [{ forceAnswerMs: true }, TypeError, "Cannot serve: 'forceAnswerMs' must be a finite number >= 0, received boolean true"],
+    [{ drainTimeoutMS: 5000 }, TypeError, "Cannot call serve(): unknown option 'drainTimeoutMS' (did you mean 'drainTimeoutMs'?)"],
+    [{ forceAnswerMs: true }, TypeError, "Cannot call serve(): 'forceAnswerMs' must be a finite number >= 0, received boolean true"],
     [{ idleGraceMs: "1000" }, TypeError, "received string \"1000\""],
     [{ signal: "SIGTERM" }, TypeError, "'signal' must be an AbortSignal, a CancellationToken or undefined"],
   ])("serve() rejects %j before any side effect", (options, type, message) => {

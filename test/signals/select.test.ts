@@ -1,4 +1,5 @@
 import { getEventListeners } from "node:events";
+import vm from "node:vm";
 import fc from "fast-check";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import {
@@ -299,7 +300,7 @@ describe("select() misuse", () => {
     ["an array", [new CancellationToken()]],
   ])("select() throws a TypeError for %s as branches", (_name, branches) => {
     expect(() => select(branches as never)).toThrow(TypeError);
-    expect(() => select(branches as never)).toThrow(/Cannot select: 'branches' must be an object of named branches/);
+    expect(() => select(branches as never)).toThrow(/Cannot call select\(\): 'branches' must be an object of named branches/);
   });
 
   it.each([
@@ -326,6 +327,107 @@ describe("select() misuse", () => {
     expect(() => select({ work }, { signal: 5 as never })).toThrow(/'signal' must be an AbortSignal, a CancellationToken/);
     expect(() => select({ work, bad: 42 as never })).toThrow(TypeError);
     expect(work).not.toHaveBeenCalled();
+  });
+});
+
+// ---------------------------------------------------------------------------
+// A promise whose `then` throws (an own property, a subclass, a proxy) must
+// behave like a promise that rejected with that error: select never throws
+// once it has started subscribing, releases everything, and never loses a
+// winner it already committed.
+
+/** A real, never-settling promise whose `then` throws `error`. */
+function hostilePromise(error: unknown): Promise<number> {
+  const promise = new Promise<number>(() => {});
+  Object.defineProperty(promise, "then", {
+    value: () => {
+      throw error;
+    },
+  });
+  return promise;
+}
+
+describe("select() with values from another realm", () => {
+  it("select() keeps a losing promise from another realm (node:vm) from reporting its later rejection as unhandled", async () => {
+    const unhandled = vi.fn();
+    process.on("unhandledRejection", unhandled);
+    try {
+      const context = vm.createContext({});
+      const promise = vm.runInContext("new Promise((_, reject) => { globalThis.fail = reject; })", context) as Promise<number>;
+      expect(promise instanceof Promise).toBe(false);
+      const result = select({ stop: CancellationToken.alreadyCancelled("stop"), promise });
+      expect(await result).toEqual({ key: "stop", value: "stop" });
+      vm.runInContext("fail(new Error('late'))", context);
+      await new Promise((resolve) => setImmediate(resolve));
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(unhandled).not.toHaveBeenCalled();
+    } finally {
+      process.off("unhandledRejection", unhandled);
+    }
+  });
+
+  it("select() wins on a promise from another realm like on any promise", async () => {
+    const promise = vm.runInNewContext("Promise.resolve(7)") as Promise<number>;
+    expect(await select({ promise, never: new CancellationToken() })).toEqual({ key: "promise", value: 7 });
+  });
+});
+
+describe("select() with a promise whose then throws", () => {
+  it("select() does not throw when a function branch's promise has a throwing then: the select rejects with it and releases every subscription", async () => {
+    vi.useFakeTimers();
+    const error = new Error("then threw");
+    const controller = new AbortController();
+    const stop = countedToken();
+    let result: Promise<unknown> | undefined;
+    expect(() => {
+      result = select({ stop: stop.token, abort: controller.signal, timeout: sleep(60_000), work: () => hostilePromise(error) });
+    }).not.toThrow();
+    await expect(result).rejects.toBe(error);
+    expect(stop.live()).toBe(0);
+    expect(abortListeners(controller.signal)).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it("select() treats a throwing then as that branch's rejection: another branch ready at the same wake can win", async () => {
+    const result = select({ good: async () => 1, bad: () => hostilePromise(new Error("then threw")) }, { biased: true });
+    expect(await outcome(result)).toEqual({ state: "fulfilled", value: { key: "good", value: 1 } });
+  });
+
+  it("select() commits a pollable winner ready at the call even when a promise branch's then throws", async () => {
+    const [tx, rx] = oneshot<string>();
+    tx.send("kept");
+    let result: Promise<unknown> | undefined;
+    expect(() => {
+      result = select({ rx, promise: hostilePromise(new Error("then threw")) });
+    }).not.toThrow();
+    expect(await outcome(result!)).toEqual({ state: "fulfilled", value: { key: "rx", value: "kept" } });
+    expect(rx.isTerminated).toBe(true);
+  });
+
+  it("select() rejects with the error of a promise branch whose then throws and releases every subscription", async () => {
+    const error = new Error("then threw");
+    const token = countedToken();
+    const cell = new Cell<number>();
+    const result = select({ token: token.token, cell, promise: hostilePromise(error) });
+    await expect(result).rejects.toBe(error);
+    expect(token.live()).toBe(0);
+    expect(cell.subscriptions).toBe(0);
+  });
+
+  it("select() treats a branch whose then getter throws as a rejected promise, not a synchronous throw", async () => {
+    const error = new Error("getter threw");
+    const branch = {
+      get then(): never {
+        throw error;
+      },
+    };
+    const token = countedToken();
+    let result: Promise<unknown> | undefined;
+    expect(() => {
+      result = select({ token: token.token, branch: branch as unknown as PromiseLike<number> });
+    }).not.toThrow();
+    await expect(result).rejects.toBe(error);
+    expect(token.live()).toBe(0);
   });
 });
 

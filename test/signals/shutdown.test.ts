@@ -285,7 +285,8 @@ describe("shutdown() misuse", () => {
     [{ timeoutMs: -1 }, RangeError, /'options.timeoutMs' must be a finite number >= 0, received number -1/],
     [{ timeoutMs: "5" }, TypeError, /'options.timeoutMs'/],
     [{ parent: 5 }, TypeError, /Cannot create shutdown\(\): 'options.parent' must be an AbortSignal, a CancellationToken or undefined, received number 5/],
-    [{ onSecondSignal: "kill" }, TypeError, /'options.onSecondSignal'/],
+    [{ onSecondSignal: "kill" }, RangeError, /'options.onSecondSignal' must be "default", "exit", "ignore" or a function, received string "kill"/],
+    [{ onSecondSignal: null }, TypeError, /'options.onSecondSignal'/],
   ])("shutdown(%j) throws before installing anything", (options, ErrorClass, message) => {
     expect(() => shutdown(options as never)).toThrow(ErrorClass);
     expect(() => shutdown(options as never)).toThrow(message);

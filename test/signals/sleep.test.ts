@@ -1,7 +1,8 @@
 import { getEventListeners } from "node:events";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import vm from "node:vm";
 import { CancellationToken, deadline, select, Sleep, sleep } from "../../src/index.js";
-import { buildPackage, removeBuilds, killChildren, outcome, startFixture, stateOf } from "./helpers.js";
+import { buildPackage, flush, removeBuilds, killChildren, outcome, startFixture, stateOf } from "./helpers.js";
 
 afterEach(async () => {
   vi.useRealTimers();
@@ -96,6 +97,20 @@ describe("sleep()", () => {
     expect(await stateOf(result)).toBe("fulfilled");
   });
 
+  it("sleep() past 2^31-1 ms that loses a select in its second link leaves no timer", async () => {
+    vi.useFakeTimers();
+    const long = sleep(2 * 2 ** 31);
+    const token = new CancellationToken();
+    const result = select({ long, token });
+    await flush();
+    vi.advanceTimersByTime(2 ** 31); // into the second link of the chain
+    expect(vi.getTimerCount()).toBe(1);
+    token.cancel("stop");
+    expect(await result).toEqual({ key: "token", value: "stop" });
+    expect(vi.getTimerCount()).toBe(0);
+    expect(long.isElapsed).toBe(false);
+  });
+
   it("sleep() keeps the process alive while awaited; { ref: false } opts out", async () => {
     const spy = vi.spyOn(globalThis, "setTimeout");
     const referenced = sleep(60_000);
@@ -186,6 +201,29 @@ describe("deadline()", () => {
     const past = deadline(new Date(Date.now() - 1_000));
     expect(past.isElapsed).toBe(true);
     expect(await select({ past, never: new CancellationToken() })).toEqual({ key: "past", value: undefined });
+  });
+});
+
+describe("deadline() with a Date from another realm", () => {
+  it("deadline() accepts a Date from another realm (node:vm) by brand, not instanceof", () => {
+    vi.useFakeTimers();
+    const foreign = vm.runInNewContext(`new Date(${Date.now() + 50})`) as Date;
+    expect(foreign instanceof Date).toBe(false);
+    expect(deadline(foreign).remainingMs).toBe(50);
+    const past = vm.runInNewContext(`new Date(${Date.now() - 1_000})`) as Date;
+    expect(deadline(past).isElapsed).toBe(true);
+  });
+
+  it("deadline() rejects an invalid Date from another realm with a RangeError that does not contradict itself", () => {
+    const invalid = vm.runInNewContext(`new Date("nope")`) as Date;
+    expect(() => deadline(invalid)).toThrow(RangeError);
+    expect(() => deadline(invalid)).toThrow(/'date' must be a valid Date/);
+  });
+
+  it("deadline() rejects a Date look-alike (no [[DateValue]]) with a TypeError", () => {
+    const fake = Object.create(Date.prototype) as Date;
+    expect(() => deadline(fake)).toThrow(TypeError);
+    expect(() => deadline(fake)).toThrow(/'date' must be a Date or a number/);
   });
 });
 

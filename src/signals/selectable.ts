@@ -1,5 +1,10 @@
-/**
- * The two-phase protocol `select` speaks with its branches.
+/*
+ * The two-phase protocol `select` speaks with its branches: the public
+ * `selectable` symbol and the `Selectable` / `SelectBranch` interfaces live
+ * here, beside `select`, and are exported from `cancelkit` and
+ * `cancelkit/signals`. The channels (`src/channels/`) implement the protocol
+ * by importing this file; it imports nothing, so that dependency brings no
+ * `node:` module into the platform-neutral entry points.
  *
  * Invariants a branch must keep:
  * - `poll()` never consumes anything: calling it any number of times leaves
@@ -71,7 +76,10 @@ export interface Selectable<T> {
   [selectable](): SelectBranch<T>;
 }
 
-/** `true` when `value` implements {@link Selectable}. */
+/**
+ * `true` when `value` implements {@link Selectable}.
+ * @internal
+ */
 export function isSelectable(value: unknown): value is Selectable<unknown> {
   return (
     (typeof value === "object" || typeof value === "function") &&

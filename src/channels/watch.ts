@@ -736,6 +736,11 @@ export class WatchReceiver<T> implements Disposable, AsyncIterable<T> {
       if (node.owner === this && node.kind === CHANGED && this.#seen !== version) {
         this.#seen = version;
         settleResolve(node, shared.value);
+      } else if (node.owner === this && node.kind !== CHANGED) {
+        // A pending waitFor(): the current value counts as changed again, so
+        // the next evaluation (a notifying send, or the close) checks it,
+        // as tokio's wait_for checks a changed value once more on close.
+        node.after = -1;
       }
       node = next;
     }

@@ -1009,3 +1009,32 @@ describe("watch()", () => {
     expect(other.hasChanged()).toBe(false);
   });
 });
+
+describe("waitFor() and markChanged()", () => {
+  // Found by the watch model (seed 1656974531): waitFor, markChanged, a
+  // silent sendIfModified, then the last sender closes.
+  it("waitFor() checks the current value once more on close when markChanged() made it changed, and resolves with a match", async () => {
+    const [tx, rx] = watch({ n: 57 });
+    const wait = track(rx.waitFor((box) => box.n % 2 === 0));
+    await flush();
+    rx.markChanged();
+    // Stored without notifying: only the close wakes the wait.
+    expect(tx.sendIfModified((box) => ((box.n = 0), false))).toBe(false);
+    await flush();
+    expect(wait.state).toBe("pending");
+    tx.close();
+    await flush();
+    expect(wait.state).toBe("fulfilled");
+  });
+
+  it("waitFor() still rejects on close when the value that markChanged() made changed does not match", async () => {
+    const [tx, rx] = watch(57);
+    const wait = track(rx.waitFor((n) => n % 2 === 0));
+    await flush();
+    rx.markChanged();
+    tx.close();
+    await flush();
+    expect(wait.state).toBe("rejected");
+    expect(wait.error).toBeInstanceOf(ChannelClosedError);
+  });
+});

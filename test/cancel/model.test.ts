@@ -277,7 +277,7 @@ describe("CancellationToken model", () => {
 describe("CancellationToken races", () => {
   it("cancel() racing onCancel()/unregister() runs each callback at most once, exactly when it should", async () => {
     await fc.assert(
-      fc.asyncProperty(fc.scheduler(), fc.array(fc.boolean(), { minLength: 1, maxLength: 6 }), fc.boolean(), async (s, unregisters, viaParent) => {
+      fc.asyncProperty(fc.array(fc.boolean(), { minLength: 1, maxLength: 6 }), fc.boolean(), fc.scheduler(), async (unregisters, viaParent, s) => {
         const parent = new CancellationToken();
         const token = parent.child();
         const events: string[] = [];
@@ -326,7 +326,7 @@ describe("CancellationToken races", () => {
     const tokens: CancellationToken[] = [];
     const children: WeakRef<CancellationToken>[] = [];
     await fc.assert(
-      fc.asyncProperty(fc.scheduler(), fc.boolean(), async (s, sameStep) => {
+      fc.asyncProperty(fc.boolean(), fc.scheduler(), async (sameStep, s) => {
         const token = new CancellationToken();
         tokens.push(token); // kept alive: a leftover registration would keep its child alive too
         const work = deferred<number>();

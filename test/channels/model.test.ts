@@ -508,7 +508,7 @@ describe("oneshot model", () => {
 describe("oneshot races", () => {
   it("a value is delivered at most once, never to an aborted wait, and never lost when the wait was not aborted", async () => {
     await fc.assert(
-      fc.asyncProperty(fc.scheduler(), fc.boolean(), fc.boolean(), async (s, useToken, closeRx) => {
+      fc.asyncProperty(fc.boolean(), fc.boolean(), fc.scheduler(), async (useToken, closeRx, s) => {
         const [tx, rx] = oneshot<number>();
         const ac = new AbortController();
         const { token, live } = countingToken();
@@ -569,7 +569,7 @@ describe("oneshot races", () => {
 describe("watch races", () => {
   it("a consumer loop sees increasing values, never one after its abort, and the last value unless aborted", async () => {
     await fc.assert(
-      fc.asyncProperty(fc.scheduler(), fc.boolean(), fc.integer({ min: 1, max: 4 }), async (s, useToken, sends) => {
+      fc.asyncProperty(fc.boolean(), fc.integer({ min: 1, max: 4 }), fc.scheduler(), async (useToken, sends, s) => {
         const [tx, rx] = watch(0);
         const ac = new AbortController();
         const { token, live } = countingToken();
@@ -647,7 +647,7 @@ describe("watch races", () => {
 describe("watch waitFor races", () => {
   it("waitFor(): a matching value sent before the abort is delivered; one sent after stays unseen", async () => {
     await fc.assert(
-      fc.asyncProperty(fc.scheduler(), fc.boolean(), fc.boolean(), async (s, useToken, sameTurn) => {
+      fc.asyncProperty(fc.boolean(), fc.boolean(), fc.scheduler(), async (useToken, sameTurn, s) => {
         const [tx, rx] = watch(0);
         const ac = new AbortController();
         const { token, live } = countingToken();

@@ -994,7 +994,7 @@ describe("select() properties (fc.scheduler)", () => {
 
   it("select() has exactly one winner, leaves losers unchanged and no subscription behind", async () => {
     await fc.assert(
-      fc.asyncProperty(fc.scheduler(), fc.array(spec, { minLength: 1, maxLength: 6 }), fc.boolean(), async (s, specs, biased) => {
+      fc.asyncProperty(fc.array(spec, { minLength: 1, maxLength: 6 }), fc.boolean(), fc.scheduler(), async (specs, biased, s) => {
         // Make sure at least one branch will become ready.
         if (!specs.some((b) => b.readyAtStart || b.makeReady)) specs[0] = { ...specs[0]!, makeReady: true };
         const branches: Record<string, unknown> = {};

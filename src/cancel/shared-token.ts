@@ -12,7 +12,9 @@
  * 3. Exactly one of three things ends a share, and each closes both ports:
  *    the origin token is cancelled (flag, then reason, then close), the
  *    origin disposes the share (a release message, then close), or the
- *    adopting side goes (it disposes, or its thread exits: the port closes).
+ *    adopting side goes (it disposes: a release message, then close; or its
+ *    thread exits: the port closes). Release is a message, not only a
+ *    close, because a close is seen late or never by some runtimes.
  *    The origin's `onCancel` registration is dropped in every case, so a
  *    long-lived token holds nothing for a share that ended.
  * 4. Ports are `unref()`ed where the runtime has that (Node): a share never
@@ -27,7 +29,7 @@ const SHARED_CANCELLED = 1;
 /** The tag on every handle, so `adoptToken()` can tell a handle from anything else. */
 const SHARED_TOKEN_KIND = "cancelkit.shared-token";
 
-/** Messages from the origin to the adopter. */
+/** Messages between the two sides; only "release" goes from the adopter to the origin. */
 type SharedTokenMessage =
   | { kind: "cancel"; reason: unknown }
   | { kind: "cancel-stand-in"; description: string }
@@ -107,7 +109,10 @@ export class TokenShare implements Disposable {
     const port = channel.port1 as PortLike;
     this.#port = port;
     this.#handle = Object.freeze({ kind: SHARED_TOKEN_KIND, flag, port: channel.port2 });
-    // The adopter closed its port or its thread exited.
+    // The adopter let go: it says so (a closing port is only noticed once
+    // the closing thread's event loop runs, and a pool's idle worker may be
+    // blocked in Atomics.wait), or its port closed because its thread exited.
+    port.addEventListener("message", () => this.#end());
     port.addEventListener("close", () => this.#end());
     port.start();
     unrefPort(port);
@@ -348,6 +353,13 @@ export class SharedToken implements Disposable {
    * reading the flag. Idempotent.
    */
   [Symbol.dispose](): void {
+    const port = this.#port;
+    if (port === null) return;
+    try {
+      port.postMessage({ kind: "release" } satisfies SharedTokenMessage);
+    } catch {
+      // Closed already: the origin is gone.
+    }
     this.#end();
   }
 

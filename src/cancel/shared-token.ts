@@ -19,6 +19,13 @@
  *    long-lived token holds nothing for a share that ended.
  * 4. Ports are `unref()`ed where the runtime has that (Node): a share never
  *    keeps a process or a worker thread alive on its own.
+ * 5. The origin token holds its share (through its callback), never the
+ *    reverse, and the origin port holds the share only weakly: a share whose
+ *    token is garbage is collected, and its port closed (an open port is
+ *    held by the runtime until closed). The adopting side holds its local
+ *    token strongly, because code may keep only `signal` or `cancelled()`.
+ *    The handle's port is closed when the handle is garbage: a port that
+ *    never left this thread would hold the messages posted to it forever.
  */
 import { assertOptions, typeError } from "../internal/errors.js";
 import { CancellationToken } from "./cancellation-token.js";
@@ -68,6 +75,22 @@ function unrefPort(port: PortLike): void {
 }
 
 /**
+ * Closes the port of a share that was garbage-collected while live: its token
+ * is unreachable too (the token's callback holds the share), so it can never
+ * be cancelled, and the adopter is released. Without this an open port, which
+ * the runtime holds, would keep the share's memory forever.
+ */
+const sharedTokenPorts = new FinalizationRegistry<MessagePort>((port) => port.close());
+
+/**
+ * Closes the handle's port once the handle is garbage. A port that was
+ * transferred is a detached object here, and closing it does nothing; one
+ * that never left this thread can no longer be sent, and would otherwise
+ * hold the messages posted to it (the reason, a release) forever.
+ */
+const sharedTokenHandles = new FinalizationRegistry<MessagePort>((port) => port.close());
+
+/**
  * The origin side of a token shared with another thread. Made by
  * {@link shareToken}.
  *
@@ -108,14 +131,20 @@ export class TokenShare implements Disposable {
     const channel = new MessageChannel();
     const port = channel.port1 as PortLike;
     this.#port = port;
-    this.#handle = Object.freeze({ kind: SHARED_TOKEN_KIND, flag, port: channel.port2 });
+    const handle = Object.freeze({ kind: SHARED_TOKEN_KIND, flag, port: channel.port2 });
+    this.#handle = handle;
+    sharedTokenHandles.register(handle, channel.port2);
+    // The port's listeners hold this share weakly: an open port is held by
+    // the runtime, and must not keep alive a share whose token is gone.
     // The adopter let go: it says so (a closing port is only noticed once
     // the closing thread's event loop runs, and a pool's idle worker may be
     // blocked in Atomics.wait), or its port closed because its thread exited.
-    port.addEventListener("message", () => this.#end());
-    port.addEventListener("close", () => this.#end());
+    const end = TokenShare.#weakEnd(new WeakRef(this));
+    port.addEventListener("message", end);
+    port.addEventListener("close", end);
     port.start();
     unrefPort(port);
+    sharedTokenPorts.register(this, port, this);
     const cells = new Int32Array(flag);
     this.#registration = token.onCancel((reason) => {
       Atomics.store(cells, 0, SHARED_CANCELLED);
@@ -151,6 +180,14 @@ export class TokenShare implements Disposable {
     this.#end();
   }
 
+  /** A listener that ends the share if it is still alive; built outside the constructor so its closure holds nothing else. */
+  static #weakEnd(self: WeakRef<TokenShare>): () => void {
+    return () => {
+      const share = self.deref();
+      if (share !== undefined) share.#end();
+    };
+  }
+
   #post(message: SharedTokenMessage): void {
     try {
       this.#port?.postMessage(message);
@@ -165,6 +202,7 @@ export class TokenShare implements Disposable {
     this.#port = null;
     this.#registration?.[Symbol.dispose]();
     this.#registration = null;
+    sharedTokenPorts.unregister(this);
     port.close();
   }
 }

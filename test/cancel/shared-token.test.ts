@@ -161,6 +161,22 @@ describe("shareToken() and adoptToken() across worker threads", () => {
     expect(token.isCancelled).toBe(false);
   });
 
+  it("a share whose token was garbage-collected releases the worker, which then exits", async () => {
+    const started = ((): Started => {
+      const shared = shareToken(new CancellationToken());
+      return start(shared.handle, shared.transfer, "hold-keepalive");
+    })();
+    expect(await started.next()).toBe("holding");
+    // Neither the token nor the share is reachable: collecting them closes the port.
+    let code: number | undefined;
+    void started.exited.then((c) => (code = c));
+    for (let i = 0; i < 200 && code === undefined; i++) {
+      (globalThis as { gc?: () => void }).gc?.();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(await started.exited).toBe(0);
+  });
+
   it("a worker holding a live SharedToken exits on its own, and its exit releases the origin", async () => {
     const token = new CancellationToken();
     const shared = shareToken(token);

@@ -159,8 +159,15 @@ export class TokenShare implements Disposable {
     return this.#handle;
   }
 
-  /** The transfer list that must accompany {@link handle}: its port. */
-  get transfer(): MessagePort[] {
+  /**
+   * The transfer list that must accompany {@link handle}: its port.
+   *
+   * Typed `any[]` on purpose: Node's and the DOM's `MessagePort` types
+   * differ, and a project that loads both (`lib: ["DOM"]` with
+   * `@types/node`) could pass neither to the other's `transferList`.
+   */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  get transfer(): any[] {
     return [this.#handle.port];
   }
 

@@ -48,7 +48,7 @@ describe("shareToken() with piscina", () => {
     const running = new Promise((resolve) => started.once("message", resolve));
     // Effectively endless: only the token ends it.
     const task = pool.run({ entry: entry(), handle: shared.handle, limit: Number.MAX_SAFE_INTEGER, started: startedPort }, {
-      transferList: [...shared.transfer, startedPort] as never,
+      transferList: [...shared.transfer, startedPort],
     }) as Promise<Result>;
     expect(await running).toBe("running");
     started.close();
@@ -59,7 +59,7 @@ describe("shareToken() with piscina", () => {
 
     const next = shareToken(new CancellationToken());
     const finished = (await pool.run({ entry: entry(), handle: next.handle, limit: 10_000 }, {
-      transferList: next.transfer as never,
+      transferList: next.transfer,
     })) as Result;
     expect(finished).toMatchObject({ cancelled: false, threadId: stopped.threadId });
     // The task disposed its shared token: the origin's share ends with it.

@@ -2,7 +2,7 @@ import { join, dirname } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { adoptToken, CancellationToken, shareToken, type SharedTokenHandle } from "../../src/cancel/index.js";
+import { adoptToken, CancellationToken, shareToken, type SharedTokenHandle, type TokenShare } from "../../src/cancel/index.js";
 
 /*
  * A token shared with real worker threads. The workers import the build
@@ -34,8 +34,8 @@ interface Started {
   exited: Promise<number>;
 }
 
-function start(handle: SharedTokenHandle, transfer: MessagePort[], mode: string): Started {
-  const worker = new Worker(fixture, { workerData: { entry, handle, mode }, transferList: transfer as never });
+function start(handle: SharedTokenHandle, transfer: TokenShare["transfer"], mode: string): Started {
+  const worker = new Worker(fixture, { workerData: { entry, handle, mode }, transferList: transfer });
   workers.add(worker);
   const queue: unknown[] = [];
   const waiting: Array<(message: unknown) => void> = [];

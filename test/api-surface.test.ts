@@ -22,7 +22,7 @@ const surface: Record<string, string[]> = {
     "ProcessSignal", "ShutdownTimeoutError", "SignalReceivedError", "Sleep", "deadline", "isShutdownTimeoutError",
     "isSignalReceivedError", "processSignal", "select", "selectable", "shutdown", "sleep",
   ],
-  "../src/http/index.js": ["drainingToken", "requestToken", "serve"],
+  "../src/http/index.js": ["clusterPrimary", "clusterWorker", "drainingToken", "requestToken", "serve"],
 };
 
 describe("public surface", () => {

@@ -9,6 +9,9 @@
  *   goes away and at the drain deadline.
  * - {@link drainingToken} is the per-request soft notice: streaming and
  *   long-poll handlers end cleanly when it fires.
+ * - {@link clusterPrimary} and {@link clusterWorker} drain a `node:cluster`
+ *   service: one token in the primary drains every worker with one
+ *   deadline, and each worker exits on its own once drained.
  *
  * Vocabulary:
  * - *draining*: the listeners are closed (new connections are refused), work
@@ -49,3 +52,12 @@ export {
   type ShutdownReport,
 } from "./serve.js";
 export { requestToken, drainingToken, type AnyRequest } from "./request-token.js";
+export {
+  clusterPrimary,
+  clusterWorker,
+  type ClusterPrimary,
+  type ClusterPrimaryOptions,
+  type ClusterReport,
+  type ClusterWorkerOptions,
+  type ClusterWorkerReport,
+} from "./cluster.js";

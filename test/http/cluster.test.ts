@@ -117,6 +117,48 @@ describe("clusterPrimary() and clusterWorker() under load", () => {
   });
 });
 
+describe("clusterPrimary() escalation", () => {
+  it("a second SIGTERM to the primary forces every worker, and every process exits on its own", async () => {
+    const dist = process.env["CANCELKIT_DIST"]!;
+    const child = spawn(process.execPath, [fixture, dist], { stdio: ["pipe", "pipe", "pipe"], detached: true });
+    children.add(child);
+    let out = "";
+    const printed = (pattern: RegExp): Promise<RegExpExecArray> =>
+      new Promise((resolve, reject) => {
+        const look = (): void => {
+          const match = pattern.exec(out);
+          if (match) resolve(match);
+        };
+        child.stdout!.on("data", (chunk: Buffer) => {
+          out += chunk.toString();
+          look();
+        });
+        child.once("exit", () => reject(new Error(`exited before ${pattern}: ${out}`)));
+        look();
+      });
+    const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+    const ready = await printed(/ready (\d+) ([\d,]+)/);
+    const pids = ready[2]!.split(",").map(Number);
+    // A request no handler will ever answer holds its worker's drain open.
+    const hung = fetch(`http://127.0.0.1:${ready[1]}/hang`).then(
+      () => "answered",
+      () => "cut",
+    );
+    await printed(/hanging/);
+    process.kill(child.pid!, "SIGTERM");
+    await printed(/draining/);
+    process.kill(child.pid!, "SIGTERM");
+    expect(await exited).toBe(0);
+    children.delete(child);
+    expect(await hung).toBe("cut");
+    const report = JSON.parse(/report (.*)/.exec(out)![1]!) as ClusterReport;
+    expect(report.deadlineHit).toBe(true);
+    expect(report.connectionsForced).toBe(1);
+    expect(report.workers.every((worker) => worker.exitCode === 0 && !worker.killed)).toBe(true);
+    for (const pid of pids) expect(alive(pid)).toBe(false);
+  });
+});
+
 describe("clusterPrimary() and clusterWorker() misuse", () => {
   it("clusterPrimary() refuses unknown options before forking anything", () => {
     expect(() => clusterPrimary({ signal: new CancellationToken(), worker: 2 } as never)).toThrow(

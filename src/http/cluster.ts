@@ -399,7 +399,7 @@ function sendToWorker(worker: Worker, message: ClusterMessage): void {
  *   const report = await primary.shutdown();
  *   console.log(`${report.workers.length} workers drained, ${report.connectionsForced} forced`);
  * } else {
- *   const server = createServer((req, res) => res.end("ok"));
+ *   const server = createServer((_req, res) => res.end("ok"));
  *   // No signal for serve(): the worker's own signal goes through the primary.
  *   const graceful = serve(server, { drainTimeoutMs: 25_000 });
  *   server.listen(8080);
@@ -454,7 +454,7 @@ export function clusterPrimary(options: ClusterPrimaryOptions): ClusterPrimary {
  * import { createServer } from "node:http";
  * import { shutdown } from "cancelkit/signals";
  * import { clusterWorker, serve } from "cancelkit/http";
- * const server = createServer((req, res) => res.end("ok"));
+ * const server = createServer((_req, res) => res.end("ok"));
  * server.listen(8080);
  * const report = await clusterWorker(serve(server), { signal: shutdown() });
  * console.assert(report.durationMs >= 0);

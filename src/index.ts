@@ -14,6 +14,12 @@ export {
   type CancelRegistration,
   type TimeoutOptions,
   type TaskTrackerWaitOptions,
+  shareToken,
+  adoptToken,
+  TokenShare,
+  SharedToken,
+  type SharedTokenHandle,
+  type AdoptTokenOptions,
 } from "./cancel/index.js";
 export {
   CancelkitError,

@@ -9,8 +9,11 @@ const surface: Record<string, string[]> = {
     "CancelGuard", "CancelkitError", "CancellationToken", "ChannelClosedError", "OneshotReceiver", "OneshotSender",
     "ShutdownTimeoutError", "Sleep", "TaskTracker", "WatchReceiver", "WatchSender", "deadline", "isChannelClosedError",
     "isShutdownTimeoutError", "oneshot", "select", "selectable", "sleep", "watch",
+    "SharedToken", "TokenShare", "adoptToken", "shareToken",
   ],
-  "../src/cancel/index.js": ["CancelGuard", "CancellationToken", "TaskTracker"],
+  "../src/cancel/index.js": [
+    "CancelGuard", "CancellationToken", "TaskTracker", "SharedToken", "TokenShare", "adoptToken", "shareToken",
+  ],
   "../src/channels/index.js": [
     "ChannelClosedError", "OneshotReceiver", "OneshotSender", "WatchReceiver", "WatchSender", "isChannelClosedError",
     "oneshot", "watch",
@@ -20,7 +23,7 @@ const surface: Record<string, string[]> = {
     "isSignalReceivedError", "processSignal", "select", "selectable", "shutdown", "sleep",
     "UncaughtError", "isUncaughtError", "uncaughtErrors", "watchdog",
   ],
-  "../src/http/index.js": ["drainingToken", "requestToken", "serve", "healthServer", "livenessHandler", "readinessHandler"],
+  "../src/http/index.js": ["drainingToken", "requestToken", "serve", "healthServer", "livenessHandler", "readinessHandler", "clusterPrimary", "clusterWorker"],
   "../src/fastify/index.js": ["cancelkitFastify"],
 };
 

@@ -2,9 +2,19 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import ts from "typescript";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { CancellationToken, TaskTracker, deadline, oneshot, select, sleep, watch } from "../src/index.js";
+import { CancellationToken, TaskTracker, adoptToken, deadline, oneshot, select, shareToken, sleep, watch } from "../src/index.js";
 import { processSignal, shutdown, uncaughtErrors, watchdog } from "../src/signals/index.js";
-import { healthServer, livenessHandler, readinessHandler, serve } from "../src/http/index.js";
+import { clusterPrimary, clusterWorker, healthServer, livenessHandler, readinessHandler, serve, type GracefulServer } from "../src/http/index.js";
+
+/** Calls `fn` with a coordinator of its own, shut down (it serves nothing) whatever happens. */
+function withGraceful<T>(fn: (graceful: GracefulServer) => T): T {
+  const graceful = serve((_req, res) => res.end());
+  try {
+    return fn(graceful);
+  } finally {
+    void graceful.shutdown();
+  }
+}
 
 /*
  * Options objects are strict (design §5, issue 14): an unknown key is a
@@ -54,12 +64,26 @@ const table: Record<string, Row> = {
     call: (o) => serve((_req, res) => res.end(), o),
     names: "serve()",
   },
-  "readinessHandler()": { known: ["checks", "timeoutMs"], call: (o) => readinessHandler(serve((_req, res) => res.end()), o), names: "readinessHandler()" },
+  "readinessHandler()": { known: ["checks", "timeoutMs"], call: (o) => withGraceful((g) => readinessHandler(g, o)), names: "readinessHandler()" },
   "livenessHandler()": { known: ["checks", "timeoutMs"], call: (o) => livenessHandler(o), names: "livenessHandler()" },
   "healthServer()": {
     known: ["readiness", "liveness", "readyPath", "livePath"],
-    call: (o) => healthServer(serve((_req, res) => res.end()), o),
+    call: (o) => withGraceful((g) => healthServer(g, o)),
     names: "healthServer()",
+  },
+  "clusterPrimary()": { known: ["signal", "workers", "drainTimeoutMs", "killAfterMs"], call: (o) => clusterPrimary(o as never), names: "clusterPrimary()" },
+  "clusterWorker()": { known: ["signal"], call: (o) => withGraceful((g) => clusterWorker(g, o)), names: "clusterWorker()" },
+  "adoptToken()": {
+    known: ["keepAlive"],
+    call: (o) => {
+      const share = shareToken(new CancellationToken());
+      try {
+        return adoptToken(share.handle, o);
+      } finally {
+        share[Symbol.dispose]();
+      }
+    },
+    names: "adoptToken()",
   },
 };
 

@@ -7,6 +7,9 @@
  *   `CancellationToken.from(signal)`, `.any([...])` and `.timeout(ms)` derive
  *   tokens from signals and time without the leaks of `AbortSignal.any`.
  * - {@link TaskTracker}: counts work so shutdown can wait for it.
+ * - {@link shareToken} and {@link adoptToken}: a token that crosses threads
+ *   (worker threads, Web Workers, worker pools), readable synchronously from
+ *   a busy loop through shared memory.
  *
  * Vocabulary: a token is *cancelled* when `cancel(reason)` reached it; the
  * *reason* is the value it was cancelled with; a *child* is cancelled with
@@ -30,5 +33,13 @@ export {
   type TimeoutOptions,
 } from "./cancellation-token.js";
 export { TaskTracker, type TaskTrackerWaitOptions } from "./task-tracker.js";
+export {
+  shareToken,
+  adoptToken,
+  TokenShare,
+  SharedToken,
+  type SharedTokenHandle,
+  type AdoptTokenOptions,
+} from "./shared-token.js";
 // Not exported on purpose: `subscribe`, `checkSignal` and `isAborted` are
 // helpers shared with the other areas through ../internal/abort.ts.

@@ -12,6 +12,9 @@
  * - {@link readinessHandler} / {@link livenessHandler} answer probes (503
  *   from the moment shutdown starts); {@link healthServer} serves them on a
  *   port of their own, drained after the app.
+ * - {@link clusterPrimary} and {@link clusterWorker} drain a `node:cluster`
+ *   service: one token in the primary drains every worker with one
+ *   deadline, and each worker exits on its own once drained.
  *
  * Vocabulary:
  * - *draining*: the listeners are closed (new connections are refused), work
@@ -62,3 +65,12 @@ export {
   type HealthHandlerOptions,
   type HealthServerOptions,
 } from "./health.js";
+export {
+  clusterPrimary,
+  clusterWorker,
+  type ClusterPrimary,
+  type ClusterPrimaryOptions,
+  type ClusterReport,
+  type ClusterWorkerOptions,
+  type ClusterWorkerReport,
+} from "./cluster.js";

@@ -1,0 +1,231 @@
+import { join, dirname } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { Worker } from "node:worker_threads";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { adoptToken, CancellationToken, shareToken, type SharedTokenHandle, type TokenShare } from "../../src/cancel/index.js";
+
+/*
+ * A token shared with real worker threads. The workers import the build
+ * test/global-setup.ts made; the main side imports the sources, as the two
+ * sides of a real program may come from different copies of the library.
+ */
+const here = dirname(fileURLToPath(import.meta.url));
+const fixture = join(here, "fixtures", "shared-token-worker.mjs");
+const SAFETY_MS = 10_000;
+
+let entry: string;
+const workers = new Set<Worker>();
+
+beforeAll(() => {
+  const dist = process.env["CANCELKIT_DIST"];
+  if (dist === undefined) throw new Error("CANCELKIT_DIST is unset: run the tests through vitest.config.ts");
+  entry = pathToFileURL(join(dist, "cancel", "index.js")).href;
+});
+
+afterEach(async () => {
+  await Promise.all([...workers].map((worker) => worker.terminate()));
+  workers.clear();
+});
+
+interface Started {
+  worker: Worker;
+  /** The next message from the worker. */
+  next: () => Promise<unknown>;
+  exited: Promise<number>;
+}
+
+function start(handle: SharedTokenHandle, transfer: TokenShare["transfer"], mode: string): Started {
+  const worker = new Worker(fixture, { workerData: { entry, handle, mode }, transferList: transfer });
+  workers.add(worker);
+  const queue: unknown[] = [];
+  const waiting: Array<(message: unknown) => void> = [];
+  worker.on("message", (message: unknown) => {
+    const resolve = waiting.shift();
+    if (resolve) resolve(message);
+    else queue.push(message);
+  });
+  const errored = new Promise<never>((_, reject) => worker.once("error", reject));
+  void errored.catch(() => {});
+  const bounded = <T>(promise: Promise<T>, what: string): Promise<T> => {
+    let timer: NodeJS.Timeout | undefined;
+    const safety = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`worker (${mode}): no ${what} within ${SAFETY_MS} ms`)), SAFETY_MS);
+    });
+    return Promise.race([promise, errored, safety]).finally(() => clearTimeout(timer));
+  };
+  const exited = bounded(
+    new Promise<number>((resolve) =>
+      worker.once("exit", (code) => {
+        workers.delete(worker);
+        resolve(code);
+      }),
+    ),
+    "exit",
+  );
+  void exited.catch(() => {});
+  return {
+    worker,
+    exited,
+    next: () => bounded(queue.length > 0 ? Promise.resolve(queue.shift()) : new Promise((resolve) => waiting.push(resolve)), "message"),
+  };
+}
+
+/** Resolves once `predicate` holds, checking on each macrotask; bounded. */
+async function until(predicate: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 2_000; i++) {
+    if (predicate()) return;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  throw new Error(`never: ${what}`);
+}
+
+describe("shareToken() and adoptToken() across worker threads", () => {
+  it("isCancelled is seen by a loop that never yields, and the reason follows once it yields", async () => {
+    const token = new CancellationToken();
+    const shared = shareToken(token);
+    const { next } = start(shared.handle, shared.transfer, "busy");
+    expect(await next()).toBe("spinning");
+    token.cancel(new Error("stop spinning"));
+    const report = (await next()) as Record<string, unknown>;
+    expect(report["spun"]).toBe(true);
+    // Before the thread yielded: flag set, reason not yet arrived, a stand-in thrown.
+    expect(report["reasonBeforeYield"]).toBeUndefined();
+    expect(report["early"]).toMatchObject({ name: "AbortError", message: expect.stringContaining("another thread") });
+    // After: the origin's reason, everywhere.
+    expect(report["reason"]).toEqual({ name: "Error", message: "stop spinning" });
+    expect(report["late"]).toEqual({ name: "Error", message: "stop spinning" });
+    expect(report["aborted"]).toBe(true);
+    expect(shared.isLive).toBe(false);
+  });
+
+  it("cancelled() in the worker resolves with a structured clone of the reason, and signal aborts with it", async () => {
+    const token = new CancellationToken();
+    const shared = shareToken(token);
+    const { next } = start(shared.handle, shared.transfer, "async");
+    expect(await next()).toBe("waiting");
+    token.cancel(new RangeError("too late"));
+    expect(await next()).toEqual({
+      reason: { name: "RangeError", message: "too late" },
+      isError: true,
+      sameAsSignal: true,
+      tokenCancelled: true,
+    });
+  });
+
+  it("cancelled() carries the default reason as an AbortError DOMException", async () => {
+    const token = new CancellationToken();
+    const shared = shareToken(token);
+    const { next } = start(shared.handle, shared.transfer, "async");
+    expect(await next()).toBe("waiting");
+    token.cancel();
+    expect(await next()).toMatchObject({ reason: { name: "AbortError", message: "This operation was aborted" } });
+  });
+
+  it("a reason that cannot be cloned arrives as an AbortError stand-in that describes it", async () => {
+    const token = new CancellationToken();
+    const shared = shareToken(token);
+    const { next } = start(shared.handle, shared.transfer, "async");
+    expect(await next()).toBe("waiting");
+    token.cancel(function notCloneable() {});
+    const report = (await next()) as { reason: { name: string; message: string } };
+    expect(report.reason.name).toBe("AbortError");
+    expect(report.reason.message).toContain("cannot be cloned (function notCloneable)");
+  });
+
+  it("shareToken() of a cancelled token gives a handle that is already cancelled", async () => {
+    const token = CancellationToken.alreadyCancelled("before the worker started");
+    const shared = shareToken(token);
+    expect(shared.isLive).toBe(false);
+    const { next } = start(shared.handle, shared.transfer, "born-cancelled");
+    expect(await next()).toEqual({ sync: true, reason: "before the worker started" });
+  });
+
+  it("disposing the SharedToken in the worker releases the origin's share", async () => {
+    const token = new CancellationToken();
+    const shared = shareToken(token);
+    const { next } = start(shared.handle, shared.transfer, "dispose");
+    expect(await next()).toEqual({ disposed: true, tokenCancelled: false });
+    await until(() => !shared.isLive, "the origin saw the release");
+    token.cancel("after release");
+  });
+
+  it("disposing the TokenShare releases the worker's port, so a worker held only by it exits", async () => {
+    const token = new CancellationToken();
+    const shared = shareToken(token);
+    const { next, exited } = start(shared.handle, shared.transfer, "hold-keepalive");
+    expect(await next()).toBe("holding");
+    shared[Symbol.dispose]();
+    shared[Symbol.dispose]();
+    expect(shared.isLive).toBe(false);
+    expect(await exited).toBe(0);
+    expect(token.isCancelled).toBe(false);
+  });
+
+  it("a share whose token was garbage-collected releases the worker, which then exits", async () => {
+    const started = ((): Started => {
+      const shared = shareToken(new CancellationToken());
+      return start(shared.handle, shared.transfer, "hold-keepalive");
+    })();
+    expect(await started.next()).toBe("holding");
+    // Neither the token nor the share is reachable: collecting them closes the port.
+    let code: number | undefined;
+    void started.exited.then((c) => (code = c));
+    for (let i = 0; i < 200 && code === undefined; i++) {
+      (globalThis as { gc?: () => void }).gc?.();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(await started.exited).toBe(0);
+  });
+
+  it("a worker holding a live SharedToken exits on its own, and its exit releases the origin", async () => {
+    const token = new CancellationToken();
+    const shared = shareToken(token);
+    const { next, exited } = start(shared.handle, shared.transfer, "hold");
+    expect(await next()).toBe("holding");
+    expect(await exited).toBe(0);
+    await until(() => !shared.isLive, "the origin saw the worker go");
+  });
+
+  it("adoptToken() refuses a handle adopted already", async () => {
+    const shared = shareToken(new CancellationToken());
+    const { next } = start(shared.handle, shared.transfer, "adopt-twice");
+    expect(await next()).toMatchObject({ threw: true, name: "TypeError", message: expect.stringContaining("adopted already") });
+    shared[Symbol.dispose]();
+  });
+});
+
+describe("shareToken() and adoptToken() misuse", () => {
+  it("shareToken() throws a TypeError naming the received value for anything but a token", () => {
+    expect(() => shareToken(new AbortController().signal as never)).toThrow(
+      new TypeError("Cannot call shareToken(): 'token' must be a CancellationToken, received an instance of AbortSignal"),
+    );
+  });
+
+  it("adoptToken() throws a TypeError for anything but a handle", () => {
+    expect(() => adoptToken({ kind: "cancelkit.shared-token" } as never)).toThrow(TypeError);
+    expect(() => adoptToken(null as never)).toThrow("Cannot call adoptToken(): 'handle' must be a handle made by shareToken(), received null");
+  });
+
+  it("adoptToken() refuses unknown options before adopting the port", () => {
+    const shared = shareToken(new CancellationToken());
+    expect(() => adoptToken(shared.handle, { keepalive: true } as never)).toThrow(
+      "Cannot call adoptToken(): unknown option 'keepalive' (did you mean 'keepAlive'?)",
+    );
+    expect(() => adoptToken(shared.handle, { keepAlive: 1 } as never)).toThrow(TypeError);
+    // Nothing was consumed: the handle can still be adopted (here, in this thread).
+    using adopted = adoptToken(shared.handle);
+    expect(adopted.isCancelled).toBe(false);
+    shared[Symbol.dispose]();
+  });
+
+  it("a same-thread adoption sees the cancel synchronously and the reason after a turn", async () => {
+    const token = new CancellationToken();
+    const shared = shareToken(token);
+    using adopted = adoptToken(shared.handle);
+    token.cancel("now");
+    expect(adopted.isCancelled).toBe(true);
+    expect(adopted.reason).toBeUndefined();
+    expect(await adopted.cancelled()).toBe("now");
+    expect(adopted.reason).toBe("now");
+  });
+});

@@ -31,7 +31,13 @@ process.on("SIGUSR2", () => {
   process.stdout.write(`stats ${answered} ${user + system}\n`);
 });
 
+let ready = () => true; // /healthz: ours answers from graceful.isReady; the peers have no readiness
 function handler(req, res) {
+  if (req.url === "/healthz") {
+    res.statusCode = ready() ? 200 : 503;
+    res.end();
+    return;
+  }
   req.resume();
   res.once("finish", () => answered++);
   const delay = opts.maxDelayMs > 0 ? Math.floor(Math.random() * (opts.maxDelayMs + 1)) : 0;
@@ -87,7 +93,8 @@ switch (strategy) {
       process.on("exit", () => writeSync(2, `cancelkit events ${events}\n`));
     }
     const { serveOurs } = await import("./ours.mjs");
-    serveOurs(server, { drainTimeoutMs: opts.drainTimeoutMs, idleGraceMs: opts.idleGraceMs }, report);
+    const graceful = serveOurs(server, { drainTimeoutMs: opts.drainTimeoutMs, idleGraceMs: opts.idleGraceMs, beforeCloseMs: opts.beforeCloseMs ?? 0 }, report);
+    ready = () => graceful.isReady;
     break;
   }
   default:
@@ -107,6 +114,6 @@ if (strategy !== "ours" && strategy !== "subscribed") {
   });
 }
 
-server.listen(0, "127.0.0.1", () => {
+server.listen(opts.port ?? 0, "127.0.0.1", () => {
   process.stdout.write(`ready ${server.address().port}\n`);
 });

@@ -43,10 +43,8 @@ function entries() {
     });
 }
 
-/** The src/ modules reachable from `files` through relative imports (a resolver for the group test below). */
+/** The modules reachable from `files`: rolldown's graph, from a first pass that writes nothing. */
 async function reachable(files) {
-  // Rolldown tells us the graph: a first pass without code splitting, whose
-  // module ids are the neutral modules.
   const bundle = await build({
     input: files,
     external: (id) => id.startsWith("node:"),
@@ -62,6 +60,8 @@ async function reachable(files) {
 
 async function bundleInto(dir) {
   const list = entries();
+  // What the neutral entry points reach goes into cancelkit.js, the rest into
+  // cancelkit-node.js: so the neutral bundle can never import the Node one.
   const neutralModules = await reachable(list.filter((e) => e.neutral).map((e) => e.source));
   const entrySources = new Set(list.map((e) => e.source));
   // Entry modules go into the bundles too, so each entry chunk is a facade:

@@ -115,7 +115,7 @@ const sharedTokenHandles = new FinalizationRegistry<MessagePort>((port) => port.
  *   { eval: true, workerData: shared.handle, transferList: shared.transfer },
  * );
  * worker.once("message", () => token.cancel("stop"));
- * const noticed = await new Promise((resolve) => worker.on("message", resolve));
+ * const noticed = await new Promise((resolve) => worker.on("message", (message) => message === "noticed" && resolve(message)));
  * console.assert(noticed === "noticed");
  * await worker.terminate();
  * ```

@@ -1,8 +1,9 @@
 /*
  * serve() on every runtime the README names for cancelkit/http's servers:
  * Node (this one), Deno and Bun, each running the same fixture against the
- * built package. Deno and Bun come from their npm packages (devDependencies);
- * a runtime whose binary is missing is skipped with a printed note.
+ * built package. Deno and Bun come from their npm packages, installed by
+ * `.ci/install-runtimes` (which .ci/run calls); a runtime whose binary is
+ * missing is skipped with a printed note.
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -15,8 +16,11 @@ const fixture = join(import.meta.dirname, "fixtures", "runtime-drain.mjs");
 function binary(name: "bun" | "deno"): string | null {
   const env = process.env[`CANCELKIT_${name.toUpperCase()}`];
   if (env !== undefined) return env;
-  const local = join(root, "node_modules", ".bin", name);
-  return existsSync(local) ? local : null;
+  // Where .ci/install-runtimes puts them (the runtime matrix's copies), or a dev dependency.
+  for (const dir of [join(root, ".ci", "runtimes", "node_modules", ".bin"), join(root, "node_modules", ".bin")]) {
+    if (existsSync(join(dir, name))) return join(dir, name);
+  }
+  return null;
 }
 
 const runtimes: Array<{ name: string; command: string | null; args: string[] }> = [
@@ -51,7 +55,7 @@ function run(command: string, args: string[]): Promise<Outcome> {
 describe("serve() on each runtime", () => {
   for (const { name, command, args } of runtimes) {
     if (command === null) {
-      it.skip(`${name}: binary not installed (npm ci installs it)`, () => {});
+      it.skip(`${name}: binary not installed (bash .ci/install-runtimes installs it)`, () => {});
       console.warn(`runtimes.test.ts: ${name} not found in node_modules/.bin; its drain test is skipped`);
       continue;
     }

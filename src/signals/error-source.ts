@@ -12,6 +12,7 @@
  * 3. Options are validated before any listener is installed; disposing
  *    removes every listener and never cancels.
  */
+import { ReleasingToken, setRelease } from "./releasing-token.js";
 import { CancellationToken } from "../cancel/cancellation-token.js";
 import { publish, shutdownChannel } from "../internal/diagnostics.js";
 import { assertOptions, CancelkitError, typeError } from "../internal/errors.js";
@@ -104,26 +105,6 @@ export function isUncaughtError(error: unknown): error is UncaughtError {
 const UNCAUGHT_ACTION = "create uncaughtErrors()";
 const ORIGINS: readonly UncaughtErrorOrigin[] = ["uncaughtException", "unhandledRejection"];
 
-// Filled in by UncaughtErrorsToken's static block: it needs the private field.
-let setUncaughtRelease: (token: UncaughtErrorsToken, release: () => void) => void;
-
-/** A token that also removes its process listeners when disposed. */
-class UncaughtErrorsToken extends CancellationToken {
-  #release: (() => void) | null = null;
-
-  static {
-    setUncaughtRelease = (token, release) => {
-      token.#release = release;
-    };
-  }
-
-  override [Symbol.dispose](): void {
-    const release = this.#release;
-    this.#release = null;
-    release?.();
-    super[Symbol.dispose]();
-  }
-}
 
 function printUncaught(error: UncaughtError): void {
   const inner = error.error;
@@ -188,7 +169,7 @@ export function uncaughtErrors(options?: UncaughtErrorsOptions): CancellationTok
   const log = options?.log === undefined ? printUncaught : options.log;
   if (typeof log !== "function") throw typeError(UNCAUGHT_ACTION, "options.log", "a function", log);
 
-  const token = new UncaughtErrorsToken();
+  const token = new ReleasingToken();
   let listening = true;
   const handlers = [...new Set(events as readonly UncaughtErrorOrigin[])].map((origin) => {
     const handler = (error: unknown): void => {
@@ -214,6 +195,6 @@ export function uncaughtErrors(options?: UncaughtErrorsOptions): CancellationTok
     if (onSecond === "default") unlisten();
     publish(shutdownChannel, () => ({ source: "uncaughtErrors", token, reason }));
   });
-  setUncaughtRelease(token, unlisten);
+  setRelease(token, unlisten);
   return token;
 }

@@ -12,6 +12,7 @@
  * 3. Disposing the token releases everything and never cancels it.
  * 4. Options are validated before any listener is installed.
  */
+import { ReleasingToken, setRelease } from "./releasing-token.js";
 import { CancellationToken } from "../cancel/cancellation-token.js";
 import { isAborted, ownerOf, subscribeAbort } from "../internal/abort.js";
 import { assertDuration, assertOptions, CancelkitError, rangeError, ShutdownTimeoutError, typeError } from "../internal/errors.js";
@@ -114,26 +115,6 @@ export function isSignalReceivedError(error: unknown): error is SignalReceivedEr
 
 const SHUTDOWN_ACTION = "create shutdown()";
 
-// Filled in by ShutdownToken's static block: it needs the private field.
-let setRelease: (token: ShutdownToken, release: () => void) => void;
-
-/** A token that also releases its shutdown sources when disposed. */
-class ShutdownToken extends CancellationToken {
-  #release: (() => void) | null = null;
-
-  static {
-    setRelease = (token, release) => {
-      token.#release = release;
-    };
-  }
-
-  override [Symbol.dispose](): void {
-    const release = this.#release;
-    this.#release = null;
-    release?.();
-    super[Symbol.dispose]();
-  }
-}
 
 /**
  * Creates a `CancellationToken` cancelled by the first shutdown source: one
@@ -219,7 +200,7 @@ export function shutdown(options?: ShutdownOptions): CancellationToken {
     throw typeError(SHUTDOWN_ACTION, "options.onSecondSignal", expected, onSecond);
   }
 
-  const token = new ShutdownToken();
+  const token = new ReleasingToken();
   const bornCancelled = parent !== undefined && isAborted(parent);
   if (bornCancelled) {
     token.cancel(parent.reason);

@@ -74,6 +74,8 @@ function gracefulPlugin(app: FastifyInstance, options: CancelkitFastifyOptions, 
 
 // Not encapsulated: the decorations and the hook belong to the root instance
 // (what fastify-plugin does, without depending on it).
+// The name users import it by, in stack traces and fastify's plugin errors.
+Object.defineProperty(gracefulPlugin, "name", { value: "cancelkitFastify" });
 Object.defineProperty(gracefulPlugin, Symbol.for("skip-override"), { value: true });
 Object.defineProperty(gracefulPlugin, Symbol.for("fastify.display-name"), { value: "cancelkit" });
 

@@ -204,6 +204,14 @@ function classifyServer(server: unknown): ServerKind | null {
   return null;
 }
 
+/** How often idle connections are looked at while draining. */
+function sweepEvery(graceMs: number): number {
+  return Math.min(50, Math.max(5, Math.floor(graceMs / 8)));
+}
+
+/** Sweeps after which a clock that did not move is reported (`#checkClock`). */
+const SWEEPS_TO_CHECK = 100;
+
 function shuttingDownReason(): DOMException {
   return new DOMException("The server is shutting down", "AbortError");
 }
@@ -247,6 +255,8 @@ class Coordinator implements TrackerHost {
   #unsubscribe: (() => void) | null = null;
   #reason: unknown = undefined;
   #sweeper: ReturnType<typeof setInterval> | null = null;
+  #sweeps = 0;
+  #firstSweep = 0;
 
   constructor(servers: Server[], kinds: ServerKind[], config: ServeConfig) {
     this.servers = Object.freeze(servers.slice());
@@ -332,14 +342,31 @@ class Coordinator implements TrackerHost {
     // 4. Idle connections are ended after their grace, re-checked continuously.
     const graceMs = this.#config.idleGraceMs;
     this.#sweep(graceMs);
-    this.#sweeper = setInterval(() => this.#sweep(graceMs), Math.min(50, Math.max(5, Math.floor(graceMs / 8))));
+    this.#sweeper = setInterval(() => this.#sweep(graceMs), sweepEvery(graceMs));
     this.#sweeper.unref();
     this.#checkDone();
   }
 
   #sweep(graceMs: number): void {
     const now = performance.now();
+    this.#checkClock(now, graceMs);
     for (const tracker of this.#trackers) tracker.sweep(now, graceMs);
+  }
+
+  /**
+   * Idle time is read on `performance.now()`, the sweep is a timer: a test
+   * that fakes timers but not `performance` would wait forever for the
+   * grace. A real clock cannot fire the sweep 100 times within one of its
+   * intervals, so when that happens we say so, once (docs/testing.md).
+   */
+  #checkClock(now: number, graceMs: number): void {
+    if (this.#sweeps++ === 0) this.#firstSweep = now;
+    if (this.#sweeps !== SWEEPS_TO_CHECK || now - this.#firstSweep >= sweepEvery(graceMs)) return;
+    process.emitWarning(
+      `serve(): the idle sweep fired ${SWEEPS_TO_CHECK} times while performance.now() moved ${(now - this.#firstSweep).toFixed(1)} ms: ` +
+        "timers are faked but performance is not, so no connection becomes idle; fake performance too (docs/testing.md)",
+      { code: "CANCELKIT_FAKE_CLOCK" },
+    );
   }
 
   /** The deadline (or `force()`): hard notice first, so handlers can answer before their sockets die. */

@@ -13,7 +13,8 @@ interface WatchModel {
   value: number;
   senders: boolean[]; // open?
   /** `accepts`: the pending wait is a `waitFor()` with this predicate (null: a `changed()`). */
-  receivers: { open: boolean; unseen: boolean; pending: boolean; accepts?: ((n: number) => boolean) | null }[];
+  /** `recheck`: a pending waitFor() must look at the value again (a markChanged() since its last check). */
+  receivers: { open: boolean; unseen: boolean; pending: boolean; accepts?: ((n: number) => boolean) | null; recheck?: boolean }[];
   closed: boolean; // every sender closed
 }
 
@@ -40,7 +41,12 @@ function modelNotify(m: WatchModel, r: WatchReal): void {
       // waitFor(): the newest value is checked (checkWatch flushes after every
       // command, so each notifying send is checked); on close it rejects and
       // the checked value counts as seen.
-      if (rx.unseen && accepts(m.value)) {
+      // On close only a value changed since the last check is checked again
+      // (tokio's wait_for: `if !closed || has_changed`): a value stored
+      // silently after a check is not, unless markChanged() made it changed.
+      const check = m.closed ? rx.recheck === true : rx.unseen;
+      rx.recheck = false;
+      if (check && accepts(m.value)) {
         rx.unseen = false;
         rx.pending = false;
         r.expected[i] = { state: "fulfilled", n: m.value };
@@ -218,6 +224,7 @@ function watchCommands(): fc.Arbitrary<WatchCommand>[] {
         r.rxs[k]!.markChanged();
         const rx = m.receivers[k]!;
         rx.unseen = true;
+        rx.recheck = true;
         if (rx.pending && !rx.accepts) {
           rx.pending = false;
           rx.unseen = false;
@@ -273,6 +280,7 @@ function watchCommands(): fc.Arbitrary<WatchCommand>[] {
           } else {
             rx.pending = true;
             rx.accepts = accepts;
+            rx.recheck = false;
           }
         },
       ),

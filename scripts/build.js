@@ -17,6 +17,7 @@
 // constructors Node's HTTP server runs for every request (docs/http.md, "what
 // it costs while serving"). So an entry point reads two or three files.
 import { execFileSync } from "node:child_process";
+import { createRequire } from "node:module";
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -107,7 +108,9 @@ async function bundleInto(dir) {
 
 /** Builds the package into `dir` (which exists and is empty). */
 export async function buildInto(dir) {
-  const tsc = join(root, "node_modules", "typescript", "bin", "tsc");
+  // Resolved like an import, so a linked node_modules (a git worktree, a
+  // mutation-testing sandbox) finds it too.
+  const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
   execFileSync(process.execPath, [tsc, "-p", join(root, "tsconfig.build.json"), "--emitDeclarationOnly", "--outDir", dir], { cwd: root, stdio: "inherit" });
   await bundleInto(dir);
 }

@@ -6,12 +6,14 @@
 //   npm run mutate -- --incremental                 reuse the last run's results where
 //                                                   neither the code nor its tests changed
 //
-// Other arguments go to `stryker run` as they are. After the run, prints each
+// Arguments ending in .ts are files; the others go to `stryker run` as they
+// are (`--concurrency 1`). After the run, prints each
 // file's score counting only the mutants not marked equivalent (a
 // `// Stryker disable …: why` comment in the file), lists the ones marked,
 // and exits 1 when a file is under the goal.
-import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -20,8 +22,8 @@ const CORE = ["src/cancel", "src/channels", "src/signals"];
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const args = process.argv.slice(2);
-const files = args.filter((a) => !a.startsWith("-"));
-const passed = args.filter((a) => a.startsWith("-"));
+const files = args.filter((a) => a.endsWith(".ts"));
+const passed = args.filter((a) => !a.endsWith(".ts"));
 
 for (const file of files) {
   if (!existsSync(join(root, file))) {
@@ -32,8 +34,22 @@ for (const file of files) {
 // Entry points only re-export: nothing in them to mutate.
 const targets = files.length > 0 ? files : CORE.flatMap((dir) => readdirSync(join(root, dir)).filter((f) => f.endsWith(".ts") && f !== "index.ts").map((f) => `${dir}/${f}`));
 
-const stryker = join(root, "node_modules", "@stryker-mutator", "core", "bin", "stryker.js");
-const run = spawnSync(process.execPath, [stryker, "run", "--mutate", targets.join(","), ...passed], { cwd: root, stdio: "inherit" });
+// The suites that run the built package in a child process read it from
+// CANCELKIT_DIST. Built once here, not once per test process Stryker
+// restarts: a child runs the unmutated build either way.
+const prebuilt = mkdtempSync(join(tmpdir(), "cancelkit-mutate-dist-"));
+let run;
+try {
+  execFileSync(process.execPath, [join(root, "scripts", "build.js"), "--out", prebuilt], { cwd: root, stdio: "inherit" });
+  const stryker = join(root, "node_modules", "@stryker-mutator", "core", "bin", "stryker.js");
+  run = spawnSync(process.execPath, [stryker, "run", "--mutate", targets.join(","), ...passed], {
+    cwd: root,
+    stdio: "inherit",
+    env: { ...process.env, CANCELKIT_PREBUILT_DIST: prebuilt },
+  });
+} finally {
+  rmSync(prebuilt, { recursive: true, force: true });
+}
 if (run.status !== 0) process.exit(run.status ?? 1);
 
 const report = JSON.parse(readFileSync(join(root, "reports", "mutation", "mutation.json"), "utf8"));

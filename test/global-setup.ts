@@ -14,6 +14,12 @@ import { fileURLToPath } from "node:url";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
 export default function setup(): () => void {
+  // `npm run mutate` builds once for the whole run and says where (its
+  // children would run the unmutated build anyway).
+  if (process.env["CANCELKIT_PREBUILT_DIST"]) {
+    process.env["CANCELKIT_DIST"] = process.env["CANCELKIT_PREBUILT_DIST"];
+    return () => {};
+  }
   const outDir = mkdtempSync(join(tmpdir(), "cancelkit-test-dist-"));
   // The same build as `npm run build` (tsc, then the modules joined into the
   // bundles the package ships), so the children run what users install.

@@ -170,7 +170,6 @@ export function uncaughtErrors(options?: UncaughtErrorsOptions): CancellationTok
   if (typeof log !== "function") throw typeError(UNCAUGHT_ACTION, "options.log", "a function", log);
 
   const token = new ReleasingToken();
-  let listening = true;
   const handlers = [...new Set(events as readonly UncaughtErrorOrigin[])].map((origin) => {
     const handler = (error: unknown): void => {
       const reason = new UncaughtError(error, origin);
@@ -186,9 +185,8 @@ export function uncaughtErrors(options?: UncaughtErrorsOptions): CancellationTok
     process.on(origin, handler);
     return [origin, handler] as const;
   });
+  // Runs on cancel ("default") and again on dispose: removing a listener that is gone does nothing.
   const unlisten = (): void => {
-    if (!listening) return;
-    listening = false;
     for (const [origin, handler] of handlers) process.off(origin, handler);
   };
   token.onCancel((reason) => {

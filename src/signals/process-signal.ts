@@ -189,8 +189,8 @@ export class ProcessSignal<S extends ProcessSignalName = ProcessSignalName> impl
         resolve(queued);
         return;
       }
-      let release: () => void = () => {};
-      release = this.#hold(() => {
+      // Called only on an arrival, which cannot come before #hold returns.
+      const release = this.#hold(() => {
         const arrived = this.#queue.shift();
         if (arrived === undefined) return;
         release();
@@ -254,8 +254,8 @@ export class ProcessSignal<S extends ProcessSignalName = ProcessSignalName> impl
       },
       return: () => {
         finished = true;
+        // Idempotent: a second return() releases nothing more.
         release?.();
-        release = null;
         for (const resolve of pending.splice(0)) resolve({ value: undefined, done: true });
         return Promise.resolve({ value: undefined, done: true });
       },

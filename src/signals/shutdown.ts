@@ -185,12 +185,16 @@ export function shutdown(options?: ShutdownOptions): CancellationToken {
   const timeoutMs = options?.timeoutMs;
   if (timeoutMs !== undefined) assertDuration(SHUTDOWN_ACTION, "options.timeoutMs", timeoutMs);
   // Not checkSignal(): its message would name a 'signal' option this call does not have.
-  const parentOption = options?.parent;
-  if (parentOption !== undefined && !(parentOption instanceof CancellationToken) && !isAbortSignal(parentOption)) {
-    throw typeError(SHUTDOWN_ACTION, "options.parent", "an AbortSignal, a CancellationToken or undefined", parentOption);
-  }
   // One of our tokens' signals stands for its token (cancelled before its signal fires).
-  const parent = parentOption === undefined || parentOption instanceof CancellationToken ? parentOption : ownerOf(parentOption);
+  const parentOption = options?.parent;
+  const parent =
+    parentOption === undefined || parentOption instanceof CancellationToken
+      ? parentOption
+      : isAbortSignal(parentOption)
+        ? ownerOf(parentOption)
+        : (() => {
+            throw typeError(SHUTDOWN_ACTION, "options.parent", "an AbortSignal, a CancellationToken or undefined", parentOption);
+          })();
   const onSecondOption = options?.onSecondSignal;
   const onSecond = onSecondOption === undefined ? "default" : onSecondOption;
   if (typeof onSecond !== "function" && onSecond !== "default" && onSecond !== "exit" && onSecond !== "ignore") {
@@ -211,7 +215,6 @@ export function shutdown(options?: ShutdownOptions): CancellationToken {
   }
 
   // Signal listeners.
-  let listening = true;
   const handlers = names.map((name) => {
     const handler = (): void => {
       if (!token.isCancelled) {
@@ -224,26 +227,24 @@ export function shutdown(options?: ShutdownOptions): CancellationToken {
     process.on(name, handler);
     return [name, handler] as const;
   });
+  // Runs on cancel and again on dispose: removing a listener that is gone does nothing.
   const unlisten = (): void => {
-    if (!listening) return;
-    listening = false;
     for (const [name, handler] of handlers) process.off(name, handler);
   };
+  if (bornCancelled) {
+    // No timer, no parent subscription, and nothing published: the parent's
+    // cancellation was the event (docs/diagnostics.md).
+    setRelease(token, unlisten);
+    return token;
+  }
 
   // Deadline, chained past 2³¹−1 ms; never keeps the process alive.
-  let timer: LongTimer | null =
-    timeoutMs !== undefined && !bornCancelled ? new LongTimer(() => token.cancel(new ShutdownTimeoutError(timeoutMs)), timeoutMs, false) : null;
-  const clearTimer = (): void => {
-    timer?.clear();
-    timer = null;
-  };
-
-  let unsubscribeParent: (() => void) | null =
-    parent === undefined || bornCancelled ? null : subscribeAbort(parent, (reason) => token.cancel(reason));
+  const timer = timeoutMs !== undefined ? new LongTimer(() => token.cancel(new ShutdownTimeoutError(timeoutMs)), timeoutMs, false) : null;
+  const unsubscribeParent = parent === undefined ? null : subscribeAbort(parent, (reason) => token.cancel(reason));
+  // Idempotent, as both calls are: it runs on cancel and again on dispose.
   const releaseSources = (): void => {
-    clearTimer();
+    timer?.clear();
     unsubscribeParent?.();
-    unsubscribeParent = null;
   };
 
   token.onCancel((reason) => {

@@ -91,11 +91,11 @@ function describeHandles(): string[] {
   if (typeof list !== "function") return [];
   const out: string[] = [];
   for (const raw of list.call(process)) {
-    const handle = raw as Handle;
-    if (typeof handle !== "object" || handle === null) continue;
-    if (handle.listening === true && typeof handle.address === "function") {
+    // Reading a property of any other value is harmless; of null or undefined it throws.
+    const handle = raw as Handle | null | undefined;
+    if (handle?.listening === true && typeof handle.address === "function") {
       out.push(`server ${formatAddress(handle.address())}`);
-    } else if (typeof handle.remoteAddress === "string" && handle.destroyed !== true) {
+    } else if (typeof handle?.remoteAddress === "string" && handle.destroyed !== true) {
       out.push(`socket ${String(handle.localAddress)}:${String(handle.localPort)} -> ${handle.remoteAddress}:${String(handle.remotePort)}`);
     }
   }
@@ -171,7 +171,6 @@ export function watchdog(token: AbortSignal | CancellationToken, options?: Watch
   if (typeof log !== "function") throw typeError(WATCHDOG_ACTION, "options.log", "a function", log);
 
   let timer: LongTimer | null = null;
-  let disposed = false;
   const fire = (): void => {
     const resources = process.getActiveResourcesInfo();
     const handles = describeHandles();
@@ -186,23 +185,18 @@ export function watchdog(token: AbortSignal | CancellationToken, options?: Watch
       process.exit(exitCode);
     }
   };
-  // Unreferenced: the watchdog never holds the process itself.
-  const arm = (ms: number): void => {
-    if (!disposed) timer = new LongTimer(fire, ms, false);
+  // Unreferenced: the watchdog never holds the process itself. Arms at most
+  // once: disposing unsubscribes first, and an unsubscribed callback never runs.
+  const arm = (): void => {
+    timer = new LongTimer(fire, timeoutMs, false);
   };
-  let unsubscribe: (() => void) | null = null;
-  if (isAborted(source)) arm(timeoutMs);
-  else unsubscribe = subscribeAbort(source, () => {
-    unsubscribe = null;
-    arm(timeoutMs);
-  });
+  const unsubscribe = isAborted(source) ? null : subscribeAbort(source, arm);
+  if (unsubscribe === null) arm();
   return {
     [Symbol.dispose](): void {
-      disposed = true;
+      // Both idempotent: disposing twice, or after firing, does nothing more.
       unsubscribe?.();
-      unsubscribe = null;
       timer?.clear();
-      timer = null;
     },
   };
 }

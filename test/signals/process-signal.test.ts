@@ -167,13 +167,97 @@ describe("processSignal().recv() cancellation", () => {
 
   it("recv() validates its options", () => {
     const source = processSignal("SIGUSR2");
-    expect(() => source.recv({ signal: 1 as never })).toThrow(TypeError);
-    expect(() => source.recv(null as never)).toThrow(TypeError);
+    expect(() => source.recv({ signal: 1 as never })).toThrow(
+      new TypeError("Cannot call processSignal.recv(): 'signal' must be an AbortSignal, a CancellationToken or undefined, received number 1"),
+    );
+    expect(() => source.recv(null as never)).toThrow(new TypeError("Cannot call processSignal.recv(): 'options' must be an object or undefined, received null"));
+    expect(() => source.recv({ sigal: undefined } as never)).toThrow(new TypeError("Cannot call processSignal.recv(): unknown option 'sigal' (did you mean 'signal'?)"));
     expect(listeners("SIGUSR2")).toBe(0);
+  });
+
+  it("recv() takes an arrival already queued at once, without listening", async () => {
+    const source = processSignal("SIGUSR2");
+    const first = source.recv();
+    const second = source.recv();
+    process.emit("SIGUSR2", "SIGUSR2");
+    expect(await first).toBe("SIGUSR2");
+    // The second wait saw the arrival taken from under it and keeps waiting.
+    expect(await stateOf(second)).toBe("pending");
+    process.emit("SIGUSR2", "SIGUSR2");
+    expect(await second).toBe("SIGUSR2");
+    // Queue one while a select holds the source, then take it with recv().
+    const token = new CancellationToken();
+    const held = select({ token, source }, { biased: true });
+    await flush();
+    token.cancel("stop");
+    process.emit("SIGUSR2", "SIGUSR2");
+    await held;
+    const queued = source.recv();
+    expect(listeners("SIGUSR2")).toBe(0);
+    expect(await queued).toBe("SIGUSR2");
+  });
+});
+
+describe("processSignal() names", () => {
+  it("processSignal() keeps each name once, in the order given", () => {
+    expect(processSignal("SIGHUP").names).toEqual(["SIGHUP"]);
+    const source = processSignal(["SIGUSR2", "SIGHUP", "SIGUSR2"]);
+    expect(source.names).toEqual(["SIGUSR2", "SIGHUP"]);
+    const result = source.recv();
+    expect(listeners("SIGUSR2")).toBe(1);
+    process.emit("SIGUSR2", "SIGUSR2");
+    return expect(result).resolves.toBe("SIGUSR2");
+  });
+
+  it("tryRecv() takes what is queued, oldest first, and then reports empty", async () => {
+    const source = processSignal(["SIGUSR2", "SIGHUP"]);
+    expect(source.tryRecv()).toEqual({ state: "empty" });
+    const iterator = source[Symbol.asyncIterator]();
+    const first = iterator.next();
+    process.emit("SIGHUP", "SIGHUP");
+    process.emit("SIGUSR2", "SIGUSR2");
+    process.emit("SIGHUP", "SIGHUP");
+    expect(await first).toEqual({ value: "SIGHUP", done: false });
+    expect(source.tryRecv()).toEqual({ state: "received", signal: "SIGUSR2" });
+    expect(source.tryRecv()).toEqual({ state: "received", signal: "SIGHUP" });
+    expect(source.tryRecv()).toEqual({ state: "empty" });
+    await iterator.return!();
   });
 });
 
 describe("processSignal() async iteration", () => {
+  it("processSignal() iterator return() releases its hold once, however often it is called", async () => {
+    const source = processSignal("SIGUSR2");
+    // Ended before it started: nothing to release.
+    expect(await source[Symbol.asyncIterator]().return!()).toEqual({ value: undefined, done: true });
+    const waiting = source.recv();
+    const iterator = source[Symbol.asyncIterator]();
+    void iterator.next();
+    expect(await iterator.return!()).toEqual({ value: undefined, done: true });
+    expect(await iterator.return!()).toEqual({ value: undefined, done: true });
+    // recv() still holds the source.
+    expect(source.isListening).toBe(true);
+    expect(listeners("SIGUSR2")).toBe(1);
+    process.emit("SIGUSR2", "SIGUSR2");
+    expect(await waiting).toBe("SIGUSR2");
+    expect(listeners("SIGUSR2")).toBe(0);
+  });
+
+  it("processSignal() iterator delivers queued arrivals to waiting next() calls in order", async () => {
+    const source = processSignal(["SIGUSR2", "SIGHUP"]);
+    const iterator = source[Symbol.asyncIterator]();
+    const first = iterator.next();
+    const second = iterator.next();
+    const third = iterator.next();
+    process.emit("SIGHUP", "SIGHUP");
+    process.emit("SIGUSR2", "SIGUSR2");
+    expect(await first).toEqual({ value: "SIGHUP", done: false });
+    expect(await second).toEqual({ value: "SIGUSR2", done: false });
+    expect(await stateOf(third)).toBe("pending");
+    await iterator.return!();
+    expect(await third).toEqual({ value: undefined, done: true });
+  });
+
   it("processSignal() iterates arrivals and listens from the first next() until the loop ends", async () => {
     const source = processSignal("SIGUSR2");
     const iterator = source[Symbol.asyncIterator]();
@@ -214,21 +298,22 @@ describe("processSignal() async iteration", () => {
 });
 
 describe("processSignal() misuse", () => {
-  it.each([
-    ["SIGFOO", RangeError, /Cannot create processSignal\(\): 'signals' must be a signal name known to this platform, received string "SIGFOO"/],
-    ["SIGKILL", RangeError, /must be a signal that can be caught/],
-    ["SIGSTOP", RangeError, /must be a signal that can be caught/],
-    ["SIGSEGV", RangeError, /JavaScript can handle/],
-    [42, TypeError, /received number 42/],
-    [null, TypeError, /received null/],
-    [[], TypeError, /at least one signal/],
-    [["SIGINT", 5], TypeError, /'signals\[1\]'/],
-    [["SIGINT", "SIGFOO"], RangeError, /'signals\[1\]'/],
+  it.each<[unknown, ErrorConstructor, string]>([
+    [42, TypeError, "Cannot create processSignal(): 'signals' must be a signal name or an array of signal names, received number 42"],
+    [[], TypeError, "Cannot create processSignal(): 'signals' must name at least one signal, received array of length 0"],
+    ["SIGKILL", RangeError, `Cannot create processSignal(): 'signals' must be a signal that can be caught (not SIGKILL or SIGSTOP), received string "SIGKILL"`],
+    ["SIGSTOP", RangeError, `Cannot create processSignal(): 'signals' must be a signal that can be caught (not SIGKILL or SIGSTOP), received string "SIGSTOP"`],
+    ...(["SIGBUS", "SIGFPE", "SIGILL", "SIGSEGV"] as const).map(
+      (name): [unknown, ErrorConstructor, string] => [name, RangeError, `Cannot create processSignal(): 'signals' must be a signal JavaScript can handle (not SIGBUS, SIGFPE, SIGILL or SIGSEGV), received string "${name}"`],
+    ),
+    [["SIGINT", "SIGFOO"], RangeError, `Cannot create processSignal(): 'signals[1]' must be a signal name known to this platform, received string "SIGFOO"`],
+    [["SIGINT", 5], TypeError, `Cannot create processSignal(): 'signals[1]' must be a signal name such as "SIGTERM", received number 5`],
+    ["SIGFOO", RangeError, `Cannot create processSignal(): 'signals' must be a signal name known to this platform, received string "SIGFOO"`],
+    [null, TypeError, "Cannot create processSignal(): 'signals' must be a signal name or an array of signal names, received null"],
     // A hole is a missing name, not one to skip.
-    [["SIGINT", , "SIGTERM"], TypeError, /'signals\[1\]' must be a signal name such as "SIGTERM", received undefined/],
-  ])("processSignal(%j) throws", (input, ErrorClass, message) => {
-    expect(() => processSignal(input as never)).toThrow(ErrorClass);
-    expect(() => processSignal(input as never)).toThrow(message);
+    [["SIGINT", , "SIGTERM"], TypeError, `Cannot create processSignal(): 'signals[1]' must be a signal name such as "SIGTERM", received undefined`],
+  ])("processSignal(%j) throws the exact message", (input, ErrorClass, message) => {
+    expect(() => processSignal(input as never)).toThrow(new ErrorClass(message));
   });
 });
 

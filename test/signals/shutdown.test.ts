@@ -1,3 +1,4 @@
+import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { getEventListeners } from "node:events";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { CancellationToken } from "../../src/index.js";
@@ -178,6 +179,73 @@ describe("shutdown() sources", () => {
     expect(listeners("SIGINT") + listeners("SIGTERM")).toBe(0);
   });
 
+  it("shutdown() without timeoutMs arms no timer", () => {
+    vi.useFakeTimers();
+    const token = shutdown();
+    expect(vi.getTimerCount()).toBe(0);
+    token.cancel("done");
+    expect(token.reason).toBe("done");
+  });
+
+  it("shutdown({ parent, timeoutMs }) with a parent already cancelled arms no timer and subscribes nothing to the parent", () => {
+    const parent = CancellationToken.alreadyCancelled("already");
+    const onCancel = vi.spyOn(parent, "onCancel");
+    const setTimeoutSpy = vi.spyOn(globalThis, "setTimeout");
+    const token = shutdown({ parent, timeoutMs: 10, onSecondSignal: "ignore" });
+    expect(token.reason).toBe("already");
+    expect(setTimeoutSpy).not.toHaveBeenCalled();
+    expect(onCancel).not.toHaveBeenCalled();
+    token[Symbol.dispose]();
+  });
+
+  it("shutdown({ parent: token.signal }) inside that token's cancel callbacks is born cancelled, though the signal has not fired yet", () => {
+    const setTimeoutSpy = vi.spyOn(globalThis, "setTimeout");
+    const parent = new CancellationToken();
+    const signal = parent.signal;
+    let aborted: boolean | undefined;
+    let token: CancellationToken | undefined;
+    parent.onCancel(() => {
+      aborted = signal.aborted;
+      token = shutdown({ parent: signal, timeoutMs: 10 });
+    });
+    parent.cancel("parent");
+    expect(aborted).toBe(false);
+    expect(token!.reason).toBe("parent");
+    expect(setTimeoutSpy).not.toHaveBeenCalled();
+  });
+
+  it("shutdown() publishes its source, token and reason on cancelkit:shutdown when cancelled", () => {
+    const events: unknown[] = [];
+    const listener = (message: unknown): void => void events.push(message);
+    subscribe("cancelkit:shutdown", listener);
+    try {
+      const token = shutdown({ signals: ["SIGHUP"] });
+      expect(events).toEqual([]);
+      process.emit("SIGHUP", "SIGHUP");
+      expect(events).toEqual([{ source: "shutdown", token, reason: token.reason }]);
+      expect((events[0] as { token: unknown }).token).toBe(token);
+    } finally {
+      unsubscribe("cancelkit:shutdown", listener);
+    }
+  });
+
+  it.each(["default", "exit", "ignore", () => {}] as const)(
+    "shutdown({ parent, onSecondSignal: %s }) born cancelled publishes nothing on cancelkit:shutdown: the parent's cancellation was the event",
+    (onSecondSignal) => {
+      const events: unknown[] = [];
+      const listener = (message: unknown): void => void events.push(message);
+      subscribe("cancelkit:shutdown", listener);
+      try {
+        const token = shutdown({ parent: AbortSignal.abort("already"), onSecondSignal });
+        expect(token.reason).toBe("already");
+        token[Symbol.dispose]();
+        expect(events).toEqual([]);
+      } finally {
+        unsubscribe("cancelkit:shutdown", listener);
+      }
+    },
+  );
+
   it("shutdown() cancelled programmatically keeps the reason and releases its sources", () => {
     vi.useFakeTimers();
     const controller = new AbortController();
@@ -214,7 +282,8 @@ describe("shutdown() second signal", () => {
     expect(listeners("SIGTERM")).toBe(0);
   });
 
-  it("shutdown({ onSecondSignal: fn }) calls fn with the signal and the token for every further signal", () => {
+  it("shutdown({ onSecondSignal: fn }) calls fn with the signal and the token for every further signal, and never exits", () => {
+    const exit = vi.spyOn(process, "exit").mockImplementation((() => undefined) as never);
     const calls: Array<[string, CancellationToken]> = [];
     const token = shutdown({ onSecondSignal: (signal, t) => void calls.push([signal, t]) });
     process.emit("SIGINT", "SIGINT");
@@ -225,6 +294,7 @@ describe("shutdown() second signal", () => {
       ["SIGTERM", token],
       ["SIGINT", token],
     ]);
+    expect(exit).not.toHaveBeenCalled();
     token[Symbol.dispose]();
   });
 
@@ -276,7 +346,46 @@ describe("shutdown() disposal", () => {
   });
 });
 
+describe("SignalReceivedError", () => {
+  it("SignalReceivedError takes a message that replaces the default one", () => {
+    const error = new SignalReceivedError("SIGHUP", "reload");
+    expect(error.message).toBe("reload");
+    expect(error.signal).toBe("SIGHUP");
+    expect(error.signalNumber).toBe(1);
+  });
+
+  it("isSignalReceivedError() is true only for an object carrying the code", () => {
+    expect(isSignalReceivedError({ code: "CANCELKIT_ERR_SIGNAL_RECEIVED" })).toBe(true);
+    expect(isSignalReceivedError(null)).toBe(false);
+    expect(isSignalReceivedError(undefined)).toBe(false);
+    expect(isSignalReceivedError("CANCELKIT_ERR_SIGNAL_RECEIVED")).toBe(false);
+    expect(isSignalReceivedError(Object.assign(() => {}, { code: "CANCELKIT_ERR_SIGNAL_RECEIVED" }))).toBe(false);
+    expect(isSignalReceivedError(new ShutdownTimeoutError(5))).toBe(false);
+  });
+});
+
 describe("shutdown() misuse", () => {
+  it.each([
+    [null, TypeError, "Cannot create shutdown(): 'options' must be an object or undefined, received null"],
+    [{ signal: ["SIGINT"] }, TypeError, "Cannot create shutdown(): unknown option 'signal' (did you mean 'signals'?)"],
+    [{ signals: "SIGTERM" }, TypeError, `Cannot create shutdown(): 'options.signals' must be an array of signal names, received string "SIGTERM"`],
+    [{ signals: ["SIGTERM", "SIGFOO"] }, RangeError, `Cannot create shutdown(): 'options.signals[1]' must be a signal name known to this platform, received string "SIGFOO"`],
+    [{ timeoutMs: Infinity }, RangeError, "Cannot create shutdown(): 'options.timeoutMs' must be a finite number >= 0, received number Infinity"],
+    [{ timeoutMs: "5" }, TypeError, `Cannot create shutdown(): 'options.timeoutMs' must be a finite number >= 0, received string "5"`],
+    [{ parent: {} }, TypeError, "Cannot create shutdown(): 'options.parent' must be an AbortSignal, a CancellationToken or undefined, received an object"],
+    [{ onSecondSignal: "Exit" }, RangeError, `Cannot create shutdown(): 'options.onSecondSignal' must be "default", "exit", "ignore" or a function, received string "Exit"`],
+    [{ onSecondSignal: null }, TypeError, `Cannot create shutdown(): 'options.onSecondSignal' must be "default", "exit", "ignore" or a function, received null`],
+    [{ onSecondSignal: 1 }, TypeError, `Cannot create shutdown(): 'options.onSecondSignal' must be "default", "exit", "ignore" or a function, received number 1`],
+  ])("shutdown(%j) throws the exact message before installing anything", (options, ErrorClass, message) => {
+    expect(() => shutdown(options as never)).toThrow(new ErrorClass(message));
+    expect(listeners("SIGINT") + listeners("SIGTERM")).toBe(0);
+  });
+
+  it("shutdown() accepts each documented onSecondSignal policy", () => {
+    for (const onSecondSignal of ["default", "exit", "ignore", () => {}] as const) shutdown({ onSecondSignal })[Symbol.dispose]();
+    expect(listeners("SIGINT") + listeners("SIGTERM")).toBe(0);
+  });
+
   it.each([
     [null, TypeError, /'options' must be an object/],
     [{ signals: "SIGTERM" }, TypeError, /'options.signals' must be an array of signal names/],

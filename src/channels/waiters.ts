@@ -78,6 +78,7 @@ export function unlink(node: Waiter): void {
 
 /** Unlinks `node` and drops its abort subscription; `false` when it was settled already. */
 function detach(node: Waiter): boolean {
+  // Stryker disable next-line ConditionalExpression,BooleanLiteral: without it a second settle calls resolve/reject again on a settled promise, which does nothing, and unlink() and the nulled unsubscribe are no-ops then too
   if (node.list === null) return false;
   unlink(node);
   const unsubscribe = node.unsubscribe;
@@ -114,20 +115,23 @@ export function release(): void {
 }
 
 /**
- * Creates a pending promise, links its waiter into `list` and, when `signal`
- * is given (and not aborted: the caller checked), subscribes to it so an
- * abort unlinks the waiter and rejects with the reason, unchanged.
+ * Creates a pending promise and links its waiter into `list`; returns both.
+ * The caller owns the node: it subscribes to an abort itself, if it has to
+ * (watch's `waitFor()` does, with its own abort rule).
  */
-export function wait<T>(list: WaitList, kind: number, owner: object | null, signal: AbortLike | undefined): [Promise<T>, Waiter] {
+export function wait<T>(list: WaitList, kind: number, owner: object | null): [Promise<T>, Waiter] {
   const promise = new Promise<unknown>(capture) as Promise<T>;
   const node = new Waiter(kind, owner, capturedResolve, capturedReject);
   capturedResolve = capturedReject = noop;
   link(list, node);
-  if (signal !== undefined) node.unsubscribe = subscribeAbort(signal, (reason) => settleReject(node, reason));
   return [promise, node];
 }
 
-/** Same as {@link wait} without returning the node (the common case). */
+/**
+ * Creates a pending promise, links its waiter into `list` and, when `signal`
+ * is given (and not aborted: the caller checked), subscribes to it so an
+ * abort unlinks the waiter and rejects with the reason, unchanged.
+ */
 export function waitPromise<T>(list: WaitList, kind: number, owner: object | null, signal: AbortLike | undefined): Promise<T> {
   const promise = new Promise<unknown>(capture) as Promise<T>;
   const node = new Waiter(kind, owner, capturedResolve, capturedReject);

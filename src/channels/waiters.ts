@@ -76,27 +76,30 @@ export function unlink(node: Waiter): void {
   node.list = null;
 }
 
-/** Unlinks `node` and drops its abort subscription; `false` when it was settled already. */
-function detach(node: Waiter): boolean {
-  // Stryker disable next-line ConditionalExpression,BooleanLiteral: without it a second settle calls resolve/reject again on a settled promise, which does nothing, and unlink() and the nulled unsubscribe are no-ops then too
-  if (node.list === null) return false;
+/**
+ * Unlinks `node` and drops its abort subscription. Both are no-ops the second
+ * time (`unlink` checks, the subscription is dropped once), so a second settle
+ * needs no guard: it calls resolve/reject of a settled promise, which does nothing.
+ */
+function detach(node: Waiter): void {
   unlink(node);
   const unsubscribe = node.unsubscribe;
   if (unsubscribe !== null) {
     node.unsubscribe = null;
     unsubscribe();
   }
-  return true;
 }
 
 /** Unlinks `node`, drops its abort subscription and resolves it. No-op once settled. */
 export function settleResolve(node: Waiter, value: unknown): void {
-  if (detach(node)) node.resolve(value);
+  detach(node);
+  node.resolve(value);
 }
 
 /** Unlinks `node`, drops its abort subscription and rejects it. No-op once settled. */
 export function settleReject(node: Waiter, error: unknown): void {
-  if (detach(node)) node.reject(error);
+  detach(node);
+  node.reject(error);
 }
 
 // One shared executor instead of a closure per promise: it runs synchronously

@@ -890,8 +890,9 @@ export class WatchReceiver<T> implements Disposable, AsyncIterable<T> {
           delivered = await promise;
         } catch {
           return; // ChannelClosedError: this receiver, or every sender, closed
-          // Stryker disable next-line BlockStatement: the node is settled by then, and stop() on a settled node does nothing; the next wait overwrites it
-        } finally {
+        }
+        // Stryker disable next-line BlockStatement: a stale pending.node is settled, stop() on it does nothing, and the next wait replaces it (the value it reaches stays reachable from the suspended generator anyway)
+        finally {
           pending.node = null;
         }
         if (delivered === STOP) return;

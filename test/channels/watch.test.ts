@@ -1261,6 +1261,19 @@ describe("watch() waitFor(), markChanged() and iteration rules", () => {
     expect(b).toMatchObject({ state: "fulfilled", value: 2 });
   });
 
+  it("waitFor() queued by several sends in one turn is checked once in that batch; a send by its own predicate is checked in a later microtask", async () => {
+    const [tx, rx] = watch(0);
+    const log: string[] = [];
+    const wait = track(rx.waitFor((v) => (log.push(`a${v}`), v === 2 ? (tx.send(3), false) : v === 3)));
+    log.length = 0;
+    tx.send(1);
+    tx.send(2);
+    queueMicrotask(() => log.push("later"));
+    await flush();
+    expect(log).toEqual(["a2", "later", "a3"]);
+    expect(wait).toMatchObject({ state: "fulfilled", value: 3 });
+  });
+
   it("waitFor() keeps no predicate alive once the wait settled", async () => {
     const [tx, rx] = watch(0);
     const refs: WeakRef<object>[] = [];

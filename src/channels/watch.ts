@@ -890,9 +890,7 @@ export class WatchReceiver<T> implements Disposable, AsyncIterable<T> {
           delivered = await promise;
         } catch {
           return; // ChannelClosedError: this receiver, or every sender, closed
-        }
-        // Stryker disable next-line BlockStatement: a stale pending.node is settled, stop() on it does nothing, and the next wait replaces it (the value it reaches stays reachable from the suspended generator anyway)
-        finally {
+        } finally {
           pending.node = null;
         }
         if (delivered === STOP) return;

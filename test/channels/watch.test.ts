@@ -1189,7 +1189,7 @@ describe("watch() waitFor(), markChanged() and iteration rules", () => {
   it("waitFor() whose check is queued runs no predicate once its receiver closed", async () => {
     const [tx, rx] = watch(0);
     const calls: number[] = [];
-    const wait = track(rx.waitFor((v) => (calls.push(v), true && v === 1)));
+    const wait = track(rx.waitFor((v) => (calls.push(v), v === 1)));
     tx.send(1);
     rx.close(); // same turn: the queued check finds the wait settled
     await flush();

@@ -6,8 +6,9 @@
  *   `recv()` waiters (a `WaitList` by shape), so a channel costs three small
  *   objects and a waiting `recv()` one node and one promise.
  * - `state` moves only forward: EMPTY → VALUE → TAKEN (EMPTY → TAKEN when a
- *   send hands the value straight to a pending `recv()`), or EMPTY → NONE (the
- *   sender closed without sending, or the receiver closed first).
+ *   send hands the value straight to a pending `recv()`), or EMPTY → NONE_TX
+ *   (the sender closed without sending) or EMPTY → NONE_RX (the receiver
+ *   closed first): which side it was is part of the state, for the error.
  * - A value is handed to at most one receive: whoever moves VALUE → TAKEN
  *   (`recv`, `tryRecv`, a winning `select` branch, or `send` delivering it to
  *   the first pending `recv()`), all synchronously.
@@ -87,7 +88,8 @@ export type OneshotTryRecvResult<T> =
 const EMPTY = 0; // nothing sent, the sender may still send
 const VALUE = 1; // a value is held for the receiver
 const TAKEN = 2; // the value was received
-const NONE = 3; // no value will ever come
+const NONE_TX = 3; // no value will ever come: the sender closed without sending
+const NONE_RX = 4; // no value will ever come: the receiver closed first
 
 const TX_LIVE = 0;
 const TX_SENT = 1;
@@ -113,8 +115,6 @@ class OneshotCore<T> implements WaitList {
   value: T | undefined = undefined;
   tx = TX_LIVE;
   rxClosed = false;
-  /** Which side made the state NONE, for the error message. */
-  noneByRx = false;
   terminated = false;
   /** The earliest pending `recv()` when it has no signal (see the invariants). */
   firstResolve: ((value: unknown) => void) | null = null;
@@ -139,7 +139,7 @@ class OneshotCore<T> implements WaitList {
     return new ChannelClosedError(
       this.state === TAKEN
         ? "Cannot receive from oneshot: the value was already received"
-        : this.noneByRx
+        : this.state === NONE_RX
           ? "Cannot receive from oneshot: the receiver is closed"
           : "Cannot receive from oneshot: the sender closed without sending a value",
     );
@@ -147,8 +147,7 @@ class OneshotCore<T> implements WaitList {
 
   /** No value will come: reject every pending `recv()` and wake `select`. */
   fail(byRx: boolean): void {
-    this.state = NONE;
-    this.noneByRx = byRx;
+    this.state = byRx ? NONE_RX : NONE_TX;
     const firstReject = this.firstReject;
     if (firstReject !== null) {
       this.firstResolve = this.firstReject = null;
@@ -499,7 +498,8 @@ export class OneshotReceiver<T> implements Disposable {
    */
   close(): void {
     const core = this.#core;
-    if (core.rxClosed) return;
+    // Idempotent without a guard: a second call finds no closed() waiter
+    // (they resolved, and later ones resolve at once) and a state past EMPTY.
     core.rxClosed = true;
     const closedWaits = core.closedWaits;
     if (closedWaits !== null) {

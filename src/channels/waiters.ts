@@ -76,26 +76,30 @@ export function unlink(node: Waiter): void {
   node.list = null;
 }
 
-/** Unlinks `node` and drops its abort subscription; `false` when it was settled already. */
-function detach(node: Waiter): boolean {
-  if (node.list === null) return false;
+/**
+ * Unlinks `node` and drops its abort subscription. Both are no-ops the second
+ * time (`unlink` checks, the subscription is dropped once), so a second settle
+ * needs no guard: it calls resolve/reject of a settled promise, which does nothing.
+ */
+function detach(node: Waiter): void {
   unlink(node);
   const unsubscribe = node.unsubscribe;
   if (unsubscribe !== null) {
     node.unsubscribe = null;
     unsubscribe();
   }
-  return true;
 }
 
 /** Unlinks `node`, drops its abort subscription and resolves it. No-op once settled. */
 export function settleResolve(node: Waiter, value: unknown): void {
-  if (detach(node)) node.resolve(value);
+  detach(node);
+  node.resolve(value);
 }
 
 /** Unlinks `node`, drops its abort subscription and rejects it. No-op once settled. */
 export function settleReject(node: Waiter, error: unknown): void {
-  if (detach(node)) node.reject(error);
+  detach(node);
+  node.reject(error);
 }
 
 // One shared executor instead of a closure per promise: it runs synchronously
@@ -114,20 +118,23 @@ export function release(): void {
 }
 
 /**
- * Creates a pending promise, links its waiter into `list` and, when `signal`
- * is given (and not aborted: the caller checked), subscribes to it so an
- * abort unlinks the waiter and rejects with the reason, unchanged.
+ * Creates a pending promise and links its waiter into `list`; returns both.
+ * The caller owns the node: it subscribes to an abort itself, if it has to
+ * (watch's `waitFor()` does, with its own abort rule).
  */
-export function wait<T>(list: WaitList, kind: number, owner: object | null, signal: AbortLike | undefined): [Promise<T>, Waiter] {
+export function wait<T>(list: WaitList, kind: number, owner: object | null): [Promise<T>, Waiter] {
   const promise = new Promise<unknown>(capture) as Promise<T>;
   const node = new Waiter(kind, owner, capturedResolve, capturedReject);
   capturedResolve = capturedReject = noop;
   link(list, node);
-  if (signal !== undefined) node.unsubscribe = subscribeAbort(signal, (reason) => settleReject(node, reason));
   return [promise, node];
 }
 
-/** Same as {@link wait} without returning the node (the common case). */
+/**
+ * Creates a pending promise, links its waiter into `list` and, when `signal`
+ * is given (and not aborted: the caller checked), subscribes to it so an
+ * abort unlinks the waiter and rejects with the reason, unchanged.
+ */
 export function waitPromise<T>(list: WaitList, kind: number, owner: object | null, signal: AbortLike | undefined): Promise<T> {
   const promise = new Promise<unknown>(capture) as Promise<T>;
   const node = new Waiter(kind, owner, capturedResolve, capturedReject);

@@ -5,8 +5,8 @@
  * Invariants:
  * - `shared.version` counts notifying sends (it never goes down); values are
  *   never compared. A receiver's `#seen` is always <= `shared.version`, and
- *   "changed" means `#seen !== shared.version`. `markChanged()` decrements
- *   `#seen`, which can never collide with a real version.
+ *   "changed" means `#seen !== shared.version`. `markChanged()` sets
+ *   `#seen` to `version - 1`, which can never collide with a later version.
  * - `shared.closed` means every *sender* is closed (tokio's CLOSED bit). It is
  *   sticky. `shared.receivers === 0` is the sender side's "closed".
  * - Pending `changed()` / `waitFor()` waits of every receiver live in one list
@@ -207,7 +207,7 @@ export class WatchSender<T> implements Disposable {
     if (shared.receivers === 0) return false;
     shared.value = value;
     shared.version++;
-    if (shared.head !== null || (shared.wakers !== null && shared.wakers.head !== null)) notify(shared);
+    notify(shared);
     return true;
   }
 
@@ -231,7 +231,7 @@ export class WatchSender<T> implements Disposable {
     const old = shared.value;
     shared.value = value;
     shared.version++;
-    if (shared.head !== null || (shared.wakers !== null && shared.wakers.head !== null)) notify(shared);
+    notify(shared);
     return old;
   }
 
@@ -261,7 +261,7 @@ export class WatchSender<T> implements Disposable {
     const shared = this.#shared;
     modify(shared.value);
     shared.version++;
-    if (shared.head !== null || (shared.wakers !== null && shared.wakers.head !== null)) notify(shared);
+    notify(shared);
   }
 
   /**
@@ -295,7 +295,7 @@ export class WatchSender<T> implements Disposable {
     const shared = this.#shared;
     if (!modify(shared.value)) return false;
     shared.version++;
-    if (shared.head !== null || (shared.wakers !== null && shared.wakers.head !== null)) notify(shared);
+    notify(shared);
     return true;
   }
 
@@ -452,9 +452,10 @@ export class WatchReceiver<T> implements Disposable, AsyncIterable<T> {
     // Evaluates a waitFor() predicate in a microtask, outside the sender's call.
     const evaluate = (node: Waiter): void => {
       node.scheduled = false;
+      // Settled meanwhile: by an abort, or by its receiver closing (which
+      // settles every wait of that receiver, so a linked node's receiver is open).
       if (node.list === null) return;
       const rx = node.owner as WatchReceiver<unknown>;
-      if (rx.#closed) return settleReject(node, receiverClosedError("call rx.waitFor()"));
       const shared = rx.#shared;
       const version = shared.version;
       if (version !== node.after) {
@@ -495,7 +496,7 @@ export class WatchReceiver<T> implements Disposable, AsyncIterable<T> {
     // was sent before the abort, so it is evaluated now (inside the abort) and,
     // if accepted, wins. Only then does the abort reject (a no-op once settled).
     abortWaitFor = (node, reason) => {
-      if (node.scheduled && node.list !== null) evaluate(node);
+      if (node.scheduled) evaluate(node);
       settleReject(node, reason);
     };
 
@@ -539,7 +540,7 @@ export class WatchReceiver<T> implements Disposable, AsyncIterable<T> {
             rx.#seen = version;
             settleResolve(node, value);
           } else if (closed) settleReject(node, (error ??= closedSeenError()));
-        } else if (!node.scheduled && (node.after !== version || closed)) scheduleEvaluation(node);
+        } else if (!node.scheduled) scheduleEvaluation(node); // every notify follows a new version or the close
         node = next;
       }
       wakeList(shared.wakers, null);
@@ -705,7 +706,7 @@ export class WatchReceiver<T> implements Disposable, AsyncIterable<T> {
       this.#seen = version;
       return Promise.reject(new ChannelClosedError("Cannot call rx.waitFor(): every sender is closed and no value matched"));
     }
-    const [promise, node] = wait<T>(shared, WAIT_FOR, this, undefined);
+    const [promise, node] = wait<T>(shared, WAIT_FOR, this);
     node.predicate = predicate;
     node.after = version;
     if (signal !== undefined) node.unsubscribe = subscribeAbort(signal, (reason) => abortWaitFor(node, reason));
@@ -727,20 +728,25 @@ export class WatchReceiver<T> implements Disposable, AsyncIterable<T> {
    * ```
    */
   markChanged(): void {
-    if (this.#seen !== this.#shared.version) return;
-    this.#seen--;
     const shared = this.#shared;
     const version = shared.version;
+    // Also when the value is unseen already: a pending waitFor() may have
+    // checked it (a check marks nothing seen unless it accepts), and it must
+    // count as changed for that wait too (tokio's wait_for has seen what it checked).
+    this.#seen = version - 1;
     for (let node = shared.head; node !== null; ) {
       const next: Waiter | null = node.next;
-      if (node.owner === this && node.kind === CHANGED && this.#seen !== version) {
-        this.#seen = version;
-        settleResolve(node, shared.value);
-      } else if (node.owner === this && node.kind !== CHANGED) {
-        // A pending waitFor(): the current value counts as changed again, so
-        // the next evaluation (a notifying send, or the close) checks it,
-        // as tokio's wait_for checks a changed value once more on close.
-        node.after = -1;
+      if (node.owner === this) {
+        if (node.kind !== CHANGED) {
+          // A pending waitFor(): the current value counts as changed again, so
+          // the next evaluation (a notifying send, or the close) checks it,
+          // as tokio's wait_for checks a changed value once more on close.
+          node.after = -1;
+        } else if (this.#seen !== version) {
+          // The first pending changed() gets it; the others wait for the next change.
+          this.#seen = version;
+          settleResolve(node, shared.value);
+        }
       }
       node = next;
     }
@@ -877,7 +883,7 @@ export class WatchReceiver<T> implements Disposable, AsyncIterable<T> {
         value = shared.value;
       } else if (shared.closed) return;
       else {
-        const [promise, node] = wait<T | typeof STOP>(shared, CHANGED, this, undefined);
+        const [promise, node] = wait<T | typeof STOP>(shared, CHANGED, this);
         pending.node = node;
         let delivered: T | typeof STOP;
         try {

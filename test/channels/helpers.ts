@@ -39,3 +39,13 @@ export async function resolvesToItself(value: object): Promise<boolean> {
   const resolved = await Promise.resolve(value);
   return returned === value && resolved === value && !("then" in value);
 }
+
+/** Full garbage collection (vitest runs with --expose-gc), with a turn between collections for finalizers. */
+export async function collectGarbage(): Promise<void> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (typeof gc !== "function") throw new Error("tests need --expose-gc");
+  for (let i = 0; i < 3; i++) {
+    await flush();
+    gc();
+  }
+}

@@ -3,7 +3,7 @@ import { selectable } from "../../src/index.js";
 import { ChannelClosedError, oneshot, OneshotReceiver, OneshotSender } from "../../src/channels/index.js";
 import { CancellationToken } from "../../src/cancel/index.js";
 import { select } from "../../src/signals/index.js";
-import { abortListeners, countingToken, flush, resolvesToItself, track } from "./helpers.js";
+import { abortListeners, collectGarbage, countingToken, flush, resolvesToItself, track } from "./helpers.js";
 
 // Port of tokio/tests/sync_oneshot.rs, one `it` per upstream test. Rust's
 // "drop the handle" is `close()` here; "the task is woken" + "poll is Ready"
@@ -578,5 +578,355 @@ describe("oneshot()", () => {
     expect(raced.state).toBe("rejected");
     expect(raced.error).toBeInstanceOf(ChannelClosedError);
     expect(tx.send(1)).toBe(false);
+  });
+});
+
+// The rules a mutation run found untested: options without a signal, which
+// error each misuse gets, who is served first, and when the receiver is
+// terminated.
+describe("oneshot() errors, options and order", () => {
+  const TAKEN = "Cannot receive from oneshot: the value was already received";
+  const RX_CLOSED = "Cannot receive from oneshot: the receiver is closed";
+  const TX_CLOSED = "Cannot receive from oneshot: the sender closed without sending a value";
+
+  /** The rejection of `promise`, which must reject. */
+  async function rejection(promise: Promise<unknown>): Promise<unknown> {
+    return promise.then(
+      (value) => {
+        throw new Error(`expected a rejection, got ${String(value)}`);
+      },
+      (error: unknown) => error,
+    );
+  }
+
+  /** What `run` throws synchronously; it must throw. */
+  function thrown(run: () => unknown): unknown {
+    try {
+      run();
+    } catch (error) {
+      return error;
+    }
+    throw new Error("expected a throw");
+  }
+
+  /** A receive error: a ChannelClosedError with this message, its code and name, and no value. */
+  function expectRecvError(error: unknown, message: string): void {
+    expect(error).toBeInstanceOf(ChannelClosedError);
+    expect(error).toMatchObject({ message, code: "CANCELKIT_ERR_CHANNEL_CLOSED", name: "ChannelClosedError", value: undefined });
+  }
+
+  it("recv() with an options object but no signal waits like recv()", async () => {
+    for (const options of [{}, { signal: undefined }]) {
+      const [tx, rx] = oneshot<number>();
+      const got = track(rx.recv(options));
+      await flush();
+      expect(got.state).toBe("pending");
+      expect(tx.send(4)).toBe(true);
+      await flush();
+      expect(got).toMatchObject({ state: "fulfilled", value: 4 });
+      expect(rx.isTerminated).toBe(true);
+    }
+  });
+
+  it("recv() with an options object but no signal takes a value already here, or rejects when none will come", async () => {
+    const [tx, rx] = oneshot<number>();
+    tx.send(5);
+    expect(await rx.recv({})).toBe(5);
+    expectRecvError(await rejection(rx.recv({ signal: undefined })), TAKEN);
+    const [tx2, rx2] = oneshot<number>();
+    const waiting = track(rx2.recv({ signal: undefined }));
+    tx2.close();
+    await flush();
+    expectRecvError(waiting.error, TX_CLOSED);
+  });
+
+  it("tx.closed() with an options object but no signal waits like tx.closed()", async () => {
+    for (const options of [{}, { signal: undefined }]) {
+      const [tx, rx] = oneshot<number>();
+      const closed = track(tx.closed(options));
+      await flush();
+      expect(closed.state).toBe("pending");
+      rx.close();
+      await flush();
+      expect(closed.state).toBe("fulfilled");
+      await expect(tx.closed(options)).resolves.toBeUndefined();
+    }
+  });
+
+  it("recv() after the value was received rejects with ChannelClosedError 'the value was already received'", async () => {
+    const [tx, rx] = oneshot<number>();
+    tx.send(1);
+    expect(rx.tryRecv()).toEqual({ state: "value", value: 1 });
+    expectRecvError(await rejection(rx.recv()), TAKEN);
+    // Also after a recv() took it, and after the receiver closed: the value was still received.
+    const [tx2, rx2] = oneshot<number>();
+    tx2.send(2);
+    expect(await rx2.recv()).toBe(2);
+    rx2.close();
+    tx2.close();
+    expectRecvError(await rejection(rx2.recv()), TAKEN);
+  });
+
+  it("recv() on a receiver closed before any value rejects with ChannelClosedError 'the receiver is closed'", async () => {
+    const [tx, rx] = oneshot<number>();
+    const pending = track(rx.recv());
+    const pendingWithSignal = track(rx.recv({ signal: new AbortController().signal }));
+    rx.close();
+    await flush();
+    expectRecvError(pending.error, RX_CLOSED);
+    expectRecvError(pendingWithSignal.error, RX_CLOSED);
+    expectRecvError(await rejection(rx.recv()), RX_CLOSED);
+    // A sender closing afterwards does not change the reason.
+    tx.close();
+    expectRecvError(await rejection(rx.recv()), RX_CLOSED);
+  });
+
+  it("recv() after the sender closed without sending rejects with ChannelClosedError 'the sender closed without sending a value'", async () => {
+    const [tx, rx] = oneshot<number>();
+    const pending = track(rx.recv());
+    const pendingWithSignal = track(rx.recv({ signal: new AbortController().signal }));
+    tx.close();
+    await flush();
+    expectRecvError(pending.error, TX_CLOSED);
+    expectRecvError(pendingWithSignal.error, TX_CLOSED);
+    expectRecvError(await rejection(rx.recv()), TX_CLOSED);
+    // The receiver closing afterwards does not change the reason.
+    rx.close();
+    expectRecvError(await rejection(rx.recv()), TX_CLOSED);
+  });
+
+  it("recv() pending beside the one that got the value rejects with ChannelClosedError 'the value was already received'", async () => {
+    const [tx, rx] = oneshot<number>();
+    const first = track(rx.recv());
+    const second = track(rx.recv({ signal: new AbortController().signal }));
+    const third = track(rx.recv());
+    tx.send(1);
+    await flush();
+    expect(first).toMatchObject({ state: "fulfilled", value: 1 });
+    expectRecvError(second.error, TAKEN);
+    expectRecvError(third.error, TAKEN);
+  });
+
+  it("recv() calls are served in call order, whether or not the earlier one has a signal", async () => {
+    const [tx, rx] = oneshot<number>();
+    const withSignal = track(rx.recv({ signal: new AbortController().signal }));
+    const plain = track(rx.recv());
+    tx.send(1);
+    await flush();
+    expect(withSignal).toMatchObject({ state: "fulfilled", value: 1 });
+    expectRecvError(plain.error, TAKEN);
+    // The earliest waiter aborted: the next one in line gets the value.
+    const [tx2, rx2] = oneshot<number>();
+    const ac = new AbortController();
+    const aborted = track(rx2.recv({ signal: ac.signal }));
+    const second = track(rx2.recv({ signal: new AbortController().signal }));
+    const third = track(rx2.recv());
+    ac.abort("left");
+    tx2.send(2);
+    await flush();
+    expect(aborted).toMatchObject({ state: "rejected", error: "left" });
+    expect(second).toMatchObject({ state: "fulfilled", value: 2 });
+    expectRecvError(third.error, TAKEN);
+  });
+
+  it("[selectable]() commit() throws the same ChannelClosedError a recv() would get", () => {
+    const [tx, rx] = oneshot<number>();
+    const branch = rx[selectable]();
+    tx.close();
+    expectRecvError(thrown(() => branch.commit()), TX_CLOSED);
+    const [, rx2] = oneshot<number>();
+    const branch2 = rx2[selectable]();
+    rx2.close();
+    expect(branch2.poll()).toBe(true);
+    expectRecvError(thrown(() => branch2.commit()), RX_CLOSED);
+    const [tx3, rx3] = oneshot<number>();
+    const branch3 = rx3[selectable]();
+    tx3.send(3);
+    expect(branch3.commit()).toBe(3);
+    expectRecvError(thrown(() => branch3.commit()), TAKEN);
+    expect(rx3.isTerminated).toBe(true);
+  });
+
+  it("send() after a send and tx.close() still throws 'already sent a value': a used sender stays used", () => {
+    const [tx, rx] = oneshot<number>();
+    tx.send(1);
+    tx.close();
+    const error = thrown(() => tx.send(2));
+    expect(error).toBeInstanceOf(ChannelClosedError);
+    expect(error).toMatchObject({
+      message: "Cannot call tx.send(): this oneshot sender already sent a value",
+      code: "CANCELKIT_ERR_CHANNEL_CLOSED",
+      name: "ChannelClosedError",
+      value: 2,
+    });
+    expect(rx.tryRecv()).toEqual({ state: "value", value: 1 });
+  });
+
+  it("send() after a send refused by a closed receiver throws 'already sent a value'", () => {
+    const [tx, rx] = oneshot<number>();
+    rx.close();
+    expect(tx.send(1)).toBe(false);
+    tx.close();
+    expect(thrown(() => tx.send(2))).toMatchObject({ message: "Cannot call tx.send(): this oneshot sender already sent a value", value: 2 });
+  });
+
+  it("send() after tx.close() throws 'this oneshot sender is closed', whatever the receiver did", () => {
+    const [tx, rx] = oneshot<number>();
+    tx.close();
+    rx.close();
+    tx.close();
+    const error = thrown(() => tx.send(1));
+    expect(error).toBeInstanceOf(ChannelClosedError);
+    expect(error).toMatchObject({ message: "Cannot call tx.send(): this oneshot sender is closed", code: "CANCELKIT_ERR_CHANNEL_CLOSED", value: 1 });
+  });
+
+  it("isTerminated is true once a pending recv() was served by send() or rejected by a close", async () => {
+    const [tx, rx] = oneshot<number>();
+    const got = rx.recv();
+    tx.send(1);
+    expect(rx.isTerminated).toBe(true);
+    expect(rx.isEmpty).toBe(true);
+    expect(rx.tryRecv()).toEqual({ state: "closed" });
+    expect(await got).toBe(1);
+    const [tx2, rx2] = oneshot<number>();
+    const failed = rx2.recv({ signal: new AbortController().signal });
+    tx2.close();
+    expect(rx2.isTerminated).toBe(true);
+    await failed.catch(() => {});
+  });
+
+  it("tryRecv() that reports closed terminates the receiver; one that reports empty does not", () => {
+    const [tx, rx] = oneshot<number>();
+    expect(rx.tryRecv()).toEqual({ state: "empty" });
+    expect(rx.isTerminated).toBe(false);
+    tx.close();
+    expect(rx.isTerminated).toBe(false);
+    expect(rx.tryRecv()).toEqual({ state: "closed" });
+    expect(rx.isTerminated).toBe(true);
+  });
+
+  it("rx.close() twice resolves tx.closed() once and changes nothing more", async () => {
+    const [tx, rx] = oneshot<number>();
+    const closed = track(tx.closed());
+    rx.close();
+    rx.close();
+    await flush();
+    expect(closed.state).toBe("fulfilled");
+    expect(tx.send(1)).toBe(false);
+    expectRecvError(await rejection(rx.recv()), RX_CLOSED);
+  });
+
+  it("recv() and tx.closed() name the call in an unknown-option or non-object TypeError", () => {
+    const [tx, rx] = oneshot<number>();
+    expect(() => rx.recv({ sginal: undefined } as never)).toThrow(
+      new TypeError("Cannot call rx.recv(): unknown option 'sginal' (did you mean 'signal'?)"),
+    );
+    expect(() => rx.recv("x" as never)).toThrow(new TypeError("Cannot call rx.recv(): 'options' must be an object or undefined, received string \"x\""));
+    expect(() => tx.closed({ sginal: undefined } as never)).toThrow(
+      new TypeError("Cannot call tx.closed(): unknown option 'sginal' (did you mean 'signal'?)"),
+    );
+    expect(() => tx.closed({ signal: 1 } as never)).toThrow(
+      new TypeError("Cannot call tx.closed(): 'signal' must be an AbortSignal, a CancellationToken or undefined, received number 1"),
+    );
+    expect(rx.tryRecv()).toEqual({ state: "empty" });
+  });
+});
+
+describe("oneshot() memory", () => {
+  // Each case keeps both handles and drops its own references: only the
+  // channel could keep the value (or the settled promise) alive.
+  type Case = (tx: OneshotSender<object>, rx: OneshotReceiver<object>) => Promise<WeakRef<object>>;
+
+  async function keptByChannel(run: Case): Promise<boolean> {
+    const [tx, rx] = oneshot<object>();
+    const ref = await run(tx, rx);
+    await collectGarbage();
+    const kept = ref.deref() !== undefined;
+    // The handles stay reachable up to here.
+    expect(rx).toBeInstanceOf(OneshotReceiver);
+    expect(tx).toBeInstanceOf(OneshotSender);
+    return kept;
+  }
+
+  it("oneshot() keeps no received value alive, whichever receive took it", async () => {
+    const cases: Record<string, Case> = {
+      "tryRecv()": async (tx, rx) => {
+        const value = {};
+        tx.send(value);
+        expect(rx.tryRecv()).toEqual({ state: "value", value });
+        return new WeakRef(value);
+      },
+      "recv() of a value already here": async (tx, rx) => {
+        const value = {};
+        tx.send(value);
+        expect(await rx.recv()).toBe(value);
+        return new WeakRef(value);
+      },
+      "a pending recv()": async (tx, rx) => {
+        const value = {};
+        const got = rx.recv();
+        tx.send(value);
+        expect(await got).toBe(value);
+        return new WeakRef(value);
+      },
+      "a pending recv() with a signal": async (tx, rx) => {
+        const value = {};
+        const got = rx.recv({ signal: new AbortController().signal });
+        tx.send(value);
+        expect(await got).toBe(value);
+        return new WeakRef(value);
+      },
+      "a select branch": async (tx, rx) => {
+        const value = {};
+        tx.send(value);
+        expect(rx[selectable]().commit()).toBe(value);
+        return new WeakRef(value);
+      },
+    };
+    for (const [name, run] of Object.entries(cases)) {
+      expect({ name, kept: await keptByChannel(run) }).toEqual({ name, kept: false });
+    }
+  });
+
+  it("oneshot() keeps no pending recv() promise alive once a close rejected it", async () => {
+    const cases: Record<string, Case> = {
+      "tx.close()": async (tx, rx) => {
+        const got = rx.recv();
+        tx.close();
+        await got.catch(() => {});
+        return new WeakRef(got);
+      },
+      "rx.close()": async (_tx, rx) => {
+        const got = rx.recv();
+        rx.close();
+        await got.catch(() => {});
+        return new WeakRef(got);
+      },
+    };
+    for (const [name, run] of Object.entries(cases)) {
+      expect({ name, kept: await keptByChannel(run) }).toEqual({ name, kept: false });
+    }
+  });
+
+  it("recv() without a signal, when nothing else waits, waits in the channel itself: it costs less heap than a second concurrent recv()", async () => {
+    // The second recv() waits in a list node; the first in the channel's own slot.
+    const N = 20_000;
+    const heapPerChannel = async (pending: 0 | 1 | 2): Promise<number> => {
+      const keep: unknown[] = [];
+      await collectGarbage();
+      const before = process.memoryUsage().heapUsed;
+      for (let i = 0; i < N; i++) {
+        const [tx, rx] = oneshot<number>();
+        keep.push(tx, rx, pending > 0 ? rx.recv() : null, pending > 1 ? rx.recv() : null);
+      }
+      await collectGarbage();
+      const bytes = (process.memoryUsage().heapUsed - before) / N;
+      expect(keep).toHaveLength(4 * N);
+      return bytes;
+    };
+    const none = await heapPerChannel(0);
+    const one = await heapPerChannel(1);
+    const two = await heapPerChannel(2);
+    expect(one - none).toBeLessThan(0.8 * (two - one));
   });
 });

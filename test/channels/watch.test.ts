@@ -3,7 +3,7 @@ import { selectable } from "../../src/index.js";
 import { ChannelClosedError, watch, WatchReceiver, WatchSender } from "../../src/channels/index.js";
 import { CancellationToken } from "../../src/cancel/index.js";
 import { select } from "../../src/signals/index.js";
-import { abortListeners, countingToken, flush, resolvesToItself, track } from "./helpers.js";
+import { abortListeners, collectGarbage, countingToken, flush, resolvesToItself, track } from "./helpers.js";
 
 /** Records whether a macrotask (setImmediate) got to run since the call. */
 function macrotaskRan(): { ran: boolean } {
@@ -1036,5 +1036,330 @@ describe("waitFor() and markChanged()", () => {
     await flush();
     expect(wait.state).toBe("rejected");
     expect(wait.error).toBeInstanceOf(ChannelClosedError);
+  });
+});
+
+// Rules a mutation run found untested.
+describe("watch() options, errors and wake-ups", () => {
+  it("changed(), waitFor() and tx.closed() with an options object but no signal wait like without options", async () => {
+    for (const options of [{}, { signal: undefined }]) {
+      const [tx, rx] = watch(0);
+      const changed = track(rx.changed(options));
+      const waited = track(rx.waitFor((v) => v === 1, options));
+      const closed = track(tx.closed(options));
+      await flush();
+      expect([changed.state, waited.state, closed.state]).toEqual(["pending", "pending", "pending"]);
+      tx.send(1);
+      await flush();
+      expect(changed).toMatchObject({ state: "fulfilled", value: 1 });
+      expect(waited).toMatchObject({ state: "fulfilled", value: 1 });
+      rx.close();
+      await flush();
+      expect(closed.state).toBe("fulfilled");
+    }
+  });
+
+  it("[selectable]() commit() names the select in its ChannelClosedError", () => {
+    const [tx, rx] = watch(0);
+    const other = rx.clone();
+    tx.close();
+    expect(() => rx[selectable]().commit()).toThrow(
+      expect.objectContaining({
+        name: "ChannelClosedError",
+        code: "CANCELKIT_ERR_CHANNEL_CLOSED",
+        message: "Cannot select on a watch receiver: every sender is closed and the current value is seen",
+      }),
+    );
+    other.close();
+    expect(() => other[selectable]().commit()).toThrow(
+      expect.objectContaining({ name: "ChannelClosedError", message: "Cannot select on a watch receiver: this receiver is closed" }),
+    );
+  });
+
+  it("[selectable]() a lone branch is not woken by another receiver's markChanged() or close()", () => {
+    const [tx, rx] = watch(0);
+    const other = rx.clone();
+    let woken = 0;
+    const off = rx[selectable]().subscribe(() => woken++);
+    other.markChanged();
+    other.close();
+    expect(woken).toBe(0);
+    rx.markChanged();
+    expect(woken).toBe(1);
+    tx.send(1);
+    expect(woken).toBe(2);
+    off();
+    rx.close();
+  });
+
+  it("waitFor() and tx.closed() name the call in an unknown-option TypeError", () => {
+    const [tx, rx] = watch(0);
+    expect(() => rx.waitFor(() => true, { sginal: undefined } as never)).toThrow(
+      new TypeError("Cannot call rx.waitFor(): unknown option 'sginal' (did you mean 'signal'?)"),
+    );
+    expect(() => rx.waitFor(() => true, { signal: 3 } as never)).toThrow(
+      new TypeError("Cannot call rx.waitFor(): 'signal' must be an AbortSignal, a CancellationToken or undefined, received number 3"),
+    );
+    expect(() => rx.changed({ sginal: undefined } as never)).toThrow(
+      new TypeError("Cannot call rx.changed(): unknown option 'sginal' (did you mean 'signal'?)"),
+    );
+    expect(() => tx.closed({ sginal: undefined } as never)).toThrow(
+      new TypeError("Cannot call tx.closed(): unknown option 'sginal' (did you mean 'signal'?)"),
+    );
+    expect(() => tx.closed({ signal: 1 } as never)).toThrow(
+      new TypeError("Cannot call tx.closed(): 'signal' must be an AbortSignal, a CancellationToken or undefined, received number 1"),
+    );
+    expect(() => tx.sendIfModified(null as never)).toThrow(
+      new TypeError("Cannot call tx.sendIfModified(): 'modify' must be a function, received null"),
+    );
+  });
+});
+
+describe("watch() waitFor(), markChanged() and iteration rules", () => {
+  it("waitFor() checks again on close when markChanged() is called on a receiver whose unseen value it already checked (tokio's wait_for)", async () => {
+    const [tx, rx] = watch({ n: 1 });
+    const wait = track(rx.waitFor((box) => box.n === 0));
+    tx.send({ n: 3 });
+    await flush(); // checked {n: 3}: no match; the receiver still has it unseen
+    expect(rx.hasChanged()).toBe(true);
+    expect(tx.sendIfModified((box) => ((box.n = 0), false))).toBe(false); // stored silently
+    rx.markChanged();
+    tx.close();
+    await flush();
+    expect(wait).toMatchObject({ state: "fulfilled", value: { n: 0 } });
+  });
+
+  it("waitFor() after markChanged() checks again only on the next notifying send or close, not by itself", async () => {
+    const [tx, rx] = watch({ n: 1 });
+    const calls: number[] = [];
+    const wait = track(rx.waitFor((box) => (calls.push(box.n), box.n === 0)));
+    tx.sendIfModified((box) => ((box.n = 0), false));
+    rx.markChanged();
+    await flush();
+    expect(wait.state).toBe("pending");
+    expect(calls).toEqual([1]);
+    tx.send({ n: 0 });
+    await flush();
+    expect(wait).toMatchObject({ state: "fulfilled", value: { n: 0 } });
+  });
+
+  it("waitFor() aborted after markChanged() rejects with the reason: the abort runs no check without a send before it", async () => {
+    const [tx, rx] = watch({ n: 1 });
+    const ac = new AbortController();
+    const calls: number[] = [];
+    const wait = track(rx.waitFor((box) => (calls.push(box.n), box.n === 0), { signal: ac.signal }));
+    tx.sendIfModified((box) => ((box.n = 0), false));
+    rx.markChanged();
+    ac.abort("stop");
+    await flush();
+    expect(wait).toMatchObject({ state: "rejected", error: "stop" });
+    expect(calls).toEqual([1]);
+    expect(abortListeners(ac.signal)).toBe(0);
+  });
+
+  it("waitFor() after markChanged() at a later version checks the current value on close", async () => {
+    const [tx, rx] = watch({ n: 1 });
+    tx.send({ n: 2 });
+    const wait = track(rx.waitFor((box) => box.n === 0));
+    await flush();
+    tx.sendIfModified((box) => ((box.n = 0), false));
+    rx.markChanged();
+    tx.close();
+    await flush();
+    expect(wait).toMatchObject({ state: "fulfilled", value: { n: 0 } });
+  });
+
+  it("waitFor() does not check a value again on close when it was checked already", async () => {
+    const [tx, rx] = watch(0);
+    const calls: number[] = [];
+    const wait = track(rx.waitFor((v) => (calls.push(v), false)));
+    tx.send(1);
+    await flush();
+    expect(calls).toEqual([0, 1]);
+    tx.close();
+    await flush();
+    expect(calls).toEqual([0, 1]);
+    expect(wait.state).toBe("rejected");
+    expect(wait.error).toMatchObject({
+      name: "ChannelClosedError",
+      message: "Cannot call rx.waitFor(): every sender is closed and no value matched",
+    });
+  });
+
+  it("waitFor() whose check is queued runs no predicate once its receiver closed", async () => {
+    const [tx, rx] = watch(0);
+    const calls: number[] = [];
+    const wait = track(rx.waitFor((v) => (calls.push(v), v === 1)));
+    tx.send(1);
+    rx.close(); // same turn: the queued check finds the wait settled
+    await flush();
+    expect(calls).toEqual([0]);
+    expect(wait.error).toMatchObject({ message: "Cannot call rx.waitFor(): this receiver is closed" });
+  });
+
+  it("waitFor() whose predicate aborts its own signal rejects with the reason and marks nothing seen, whatever the predicate returns", async () => {
+    for (const accept of [true, false]) {
+      const [tx, rx] = watch(0);
+      const ac = new AbortController();
+      const wait = track(
+        rx.waitFor(
+          (v) => {
+            if (v !== 1) return false;
+            ac.abort("inside");
+            return accept;
+          },
+          { signal: ac.signal },
+        ),
+      );
+      tx.send(1);
+      await flush();
+      expect(wait).toMatchObject({ state: "rejected", error: "inside" });
+      expect(rx.hasChanged()).toBe(true);
+      expect(abortListeners(ac.signal)).toBe(0);
+    }
+    // Also when the first check, inside waitFor() itself, aborts and rejects.
+    const [, rx] = watch(0);
+    const ac = new AbortController();
+    const calls: number[] = [];
+    const wait = track(rx.waitFor((v) => (calls.push(v), ac.abort("first"), false), { signal: ac.signal }));
+    await flush();
+    expect(wait).toMatchObject({ state: "rejected", error: "first" });
+    expect(calls).toEqual([0]);
+    expect(abortListeners(ac.signal)).toBe(0);
+  });
+
+  it("waitFor() whose first check closes its own receiver rejects with 'this receiver is closed'", async () => {
+    const [tx, rx] = watch(0);
+    const wait = track(rx.waitFor(() => (rx.close(), false)));
+    await flush();
+    expect(wait.error).toMatchObject({ name: "ChannelClosedError", message: "Cannot call rx.waitFor(): this receiver is closed" });
+    expect(tx.isClosed).toBe(true);
+  });
+
+  it("waitFor() whose first check sends and closes the channel checks the value it sent", async () => {
+    const [tx, rx] = watch(0);
+    const calls: number[] = [];
+    const wait = track(rx.waitFor((v) => (calls.push(v), v === 0 ? (tx.send(1), tx.close(), false) : v === 1)));
+    await flush();
+    expect(wait).toMatchObject({ state: "fulfilled", value: 1 });
+    expect(calls).toEqual([0, 1]);
+  });
+
+  it("waitFor() checks queued by one send run in one microtask; a check queued while it runs waits for a later one", async () => {
+    const [tx, rx] = watch(0);
+    const log: string[] = [];
+    const a = track(rx.waitFor((v) => (log.push(`a${v}`), v === 1 ? (tx.send(2), false) : v === 2)));
+    const b = track(rx.waitFor((v) => (log.push(`b${v}`), v === 2)));
+    log.length = 0;
+    tx.send(1);
+    queueMicrotask(() => log.push("later"));
+    await flush();
+    // b checks 2 in the first batch (a's send came before b's turn); a's own
+    // re-check is queued behind the microtask queued after the send.
+    expect(log).toEqual(["a1", "b2", "later", "a2"]);
+    expect(a).toMatchObject({ state: "fulfilled", value: 2 });
+    expect(b).toMatchObject({ state: "fulfilled", value: 2 });
+  });
+
+  it("waitFor() queued by several sends in one turn is checked once in that batch; a send by its own predicate is checked in a later microtask", async () => {
+    const [tx, rx] = watch(0);
+    const log: string[] = [];
+    const wait = track(rx.waitFor((v) => (log.push(`a${v}`), v === 2 ? (tx.send(3), false) : v === 3)));
+    log.length = 0;
+    tx.send(1);
+    tx.send(2);
+    queueMicrotask(() => log.push("later"));
+    await flush();
+    expect(log).toEqual(["a2", "later", "a3"]);
+    expect(wait).toMatchObject({ state: "fulfilled", value: 3 });
+  });
+
+  it("waitFor() keeps no predicate alive once the wait settled", async () => {
+    const [tx, rx] = watch(0);
+    const refs: WeakRef<object>[] = [];
+    const start = (): Promise<number> => {
+      const predicate = (v: number): boolean => v === 1;
+      refs.push(new WeakRef(predicate));
+      return rx.waitFor(predicate);
+    };
+    const waiting = start();
+    tx.send(1);
+    expect(await waiting).toBe(1);
+    // Another batch runs, so both of the alternating queues have been used.
+    const next = rx.waitFor((v) => v === 2);
+    tx.send(2);
+    await next;
+    await collectGarbage();
+    expect(refs[0]!.deref()).toBeUndefined();
+    expect(tx.receiverCount).toBe(1);
+  });
+
+  it("markChanged() resolves this receiver's first pending changed() only, even behind another receiver's wait", async () => {
+    const [, rx] = watch("v");
+    const other = rx.clone();
+    const theirs = track(other.changed());
+    const first = track(rx.changed());
+    const second = track(rx.changed());
+    rx.markChanged();
+    await flush();
+    expect(theirs.state).toBe("pending");
+    expect(first).toMatchObject({ state: "fulfilled", value: "v" });
+    expect(second.state).toBe("pending");
+    expect(rx.hasChanged()).toBe(false);
+    other.close();
+    rx.close();
+  });
+
+  it("markChanged() makes only this receiver's pending waitFor() check again on close", async () => {
+    const [tx, rx] = watch({ n: 1 });
+    const other = rx.clone();
+    const calls: string[] = [];
+    const theirs = track(other.waitFor((box) => (calls.push(`other${box.n}`), box.n === 0)));
+    const mine = track(rx.waitFor((box) => (calls.push(`mine${box.n}`), box.n === 0)));
+    tx.sendIfModified((box) => ((box.n = 0), false));
+    rx.markChanged();
+    tx.close();
+    await flush();
+    expect(mine).toMatchObject({ state: "fulfilled", value: { n: 0 } });
+    expect(theirs.state).toBe("rejected");
+    expect(calls).toEqual(["other1", "mine1", "mine0"]);
+  });
+
+  it("WatchSender and WatchReceiver [Symbol.dispose]() close them, so using closes at scope exit", async () => {
+    const [outerTx, outerRx] = watch(0);
+    const keep = outerRx.clone();
+    {
+      using tx = outerTx;
+      using rx = outerRx;
+      expect(tx.senderCount).toBe(1);
+      expect(rx.borrow()).toBe(0);
+    }
+    expect(() => outerTx.send(1)).toThrow(ChannelClosedError);
+    expect(() => outerRx.clone()).toThrow(ChannelClosedError);
+    expect(outerTx.receiverCount).toBe(1);
+    await expect(keep.changed()).rejects.toBeInstanceOf(ChannelClosedError);
+  });
+
+  it("for await over a closed receiver yields nothing", async () => {
+    const [tx, rx] = watch(1);
+    tx.send(2);
+    rx.close();
+    const seen: number[] = [];
+    for await (const value of rx) seen.push(value);
+    expect(seen).toEqual([]);
+  });
+
+  it("for await ends when its loop body closes the receiver, even with an unseen value", async () => {
+    const [tx, rx] = watch(0);
+    const other = rx.clone();
+    const seen: number[] = [];
+    for await (const value of rx) {
+      seen.push(value);
+      if (seen.length > 1) break; // only reached if the loop went on after close()
+      tx.send(1);
+      rx.close();
+    }
+    expect(seen).toEqual([0]);
+    other.close();
   });
 });

@@ -336,22 +336,27 @@ function classify(key: string, source: unknown): Entry | null {
   );
 }
 
-const ignore = (): void => {};
+function ignore(): void {}
 const promiseThen = Promise.prototype.then;
 
 /**
- * Keeps a rejection of a promise the select will not look at from being
- * reported as unhandled. Never throws. Only real promises, by brand (so one
- * from another realm too), through the built-in `then` (so an overridden
- * `then` that throws is never called); other thenables are left alone:
+ * Keeps the rejections of the promise branches the select has not attached
+ * to (`owner === null`), and now never will, from being reported as
+ * unhandled. Never throws. Only real promises, by brand (so one from another
+ * realm too), through the built-in `then` (so an overridden `then`, or one
+ * whose getter throws, is never called); other thenables are left alone:
  * calling `then` on a lazy one (a query builder) would start work nobody
- * waits for.
+ * waits for. Branches of other kinds are not touched, even a `Selectable`
+ * that is also a promise: its rejections are its owner's.
  */
-function silence(entry: Entry): void {
-  try {
-    promiseThen.call(entry.source as Promise<unknown>, undefined, ignore);
-  } catch {
-    // Not a promise (a thenable), or a hostile `constructor`: nothing to silence.
+function silenceUnwatched(entries: Entry[]): void {
+  for (const entry of entries) {
+    if (entry.kind !== PROMISE || entry.owner !== null) continue;
+    try {
+      promiseThen.call(entry.source as Promise<unknown>, undefined, ignore);
+    } catch {
+      // Not a promise (a thenable), or a hostile `constructor`: nothing to silence.
+    }
   }
 }
 
@@ -486,7 +491,7 @@ export function select(branches: Record<string, SelectSource<unknown>>, options?
 
   // From here on, side effects.
   if (signal !== undefined && isAborted(signal)) {
-    for (const entry of entries) if (entry.kind === PROMISE) silence(entry);
+    silenceUnwatched(entries);
     return Promise.reject(signal.reason);
   }
   let winner: Entry | null;
@@ -496,7 +501,7 @@ export function select(branches: Record<string, SelectSource<unknown>>, options?
     }
     winner = pick(entries, biased === true);
   } catch (error) {
-    for (const entry of entries) if (entry.kind === PROMISE) silence(entry);
+    silenceUnwatched(entries);
     return Promise.reject(error);
   }
 
@@ -510,7 +515,7 @@ export function select(branches: Record<string, SelectSource<unknown>>, options?
     } catch (error) {
       settled = Promise.reject(error);
     }
-    for (const entry of entries) if (entry.kind === PROMISE) silence(entry);
+    silenceUnwatched(entries);
     return settled;
   }
 
@@ -550,9 +555,7 @@ export function select(branches: Record<string, SelectSource<unknown>>, options?
     // A Selectable whose subscribe threw: undo what was subscribed, call no
     // function, and keep the promises not reached yet from reporting an
     // unhandled rejection (as when a branch wins at the call).
-    for (const entry of entries) {
-      if (entry.kind === PROMISE && entry.owner === null) silence(entry);
-    }
+    silenceUnwatched(entries);
     state.finish(null, error, false);
     return promise;
   }

@@ -132,6 +132,46 @@ describe("select() keeps the rejections of promise branches it does not report h
   });
 });
 
+/** A real promise subclass that counts the derived promises made from it (each reaction through the built-in then makes one). */
+class Derived<T> extends Promise<T> {
+  static made = 0;
+  static override get [Symbol.species](): PromiseConstructor {
+    return class extends Promise<unknown> {
+      constructor(executor: (resolve: (value: unknown) => void, reject: (reason?: unknown) => void) => void) {
+        super(executor);
+        Derived.made++;
+      }
+    } as PromiseConstructor;
+  }
+}
+
+describe("select() attaches to each promise branch at most once, and to nothing else", () => {
+  it("select() attaches nothing to a Selectable that is also a promise: its rejection stays its owner's", async () => {
+    Derived.made = 0;
+    const both = Object.assign(new Derived<number>(() => {}), {
+      [selectable]: (): SelectBranch<string> => ({ poll: () => true, commit: () => "selected", subscribe: () => () => {} }),
+    });
+    expect(await select({ both, pending: new Promise<never>(() => {}) })).toEqual({ key: "both", value: "selected" });
+    expect(Derived.made).toBe(0);
+  });
+
+  it("select() attaches once to a promise branch it watched when a later Selectable's subscribe throws", async () => {
+    Derived.made = 0;
+    const promise = new Derived<number>(() => {});
+    const broken = custom<never>(() => ({
+      poll: () => false,
+      commit: () => {
+        throw new Error("unreachable");
+      },
+      subscribe: () => {
+        throw new Error("cannot subscribe");
+      },
+    }));
+    await expect(select({ promise, broken })).rejects.toThrow("cannot subscribe");
+    expect(Derived.made).toBe(1);
+  });
+});
+
 // ---------------------------------------------------------------------------
 describe("select() chooses uniformly among ready branches", () => {
   /** Math.random returns these values, in order, and fails the test when asked for more. */
@@ -459,6 +499,18 @@ describe("select() misuse messages and the selectable symbol", () => {
     expect(selectable).toBe(Symbol.for("cancelkit.selectable"));
     const foreign = { [Symbol.for("cancelkit.selectable")]: () => ({ poll: () => true, commit: () => "foreign", subscribe: () => () => {} }) };
     expect(await select({ foreign: foreign as unknown as Selectable<string> })).toEqual({ key: "foreign", value: "foreign" });
+  });
+
+  it("select() never takes a primitive for a Selectable, even when its prototype offers [selectable]", () => {
+    Object.defineProperty(Number.prototype, selectable, {
+      value: (): SelectBranch<string> => ({ poll: () => true, commit: () => "number", subscribe: () => () => {} }),
+      configurable: true,
+    });
+    try {
+      expect(() => select({ n: 42 as never })).toThrow(/'branches\.n' must be a CancellationToken, .* received number 42/);
+    } finally {
+      delete (Number.prototype as unknown as Record<symbol, unknown>)[selectable];
+    }
   });
 
   it("select() races a function that implements Selectable as a Selectable, without calling it", async () => {

@@ -547,8 +547,7 @@ export function select(branches: Record<string, SelectSource<unknown>>, options?
           entry.owner = state;
           watchPromise(entry, entry.source as PromiseLike<unknown>);
           break;
-        default:
-          break;
+        // FUNCTION: called below, once nothing can throw any more.
       }
     }
   } catch (error) {

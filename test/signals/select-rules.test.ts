@@ -288,6 +288,16 @@ describe("select() with function and promise branches", () => {
     expect(cell.isFull).toBe(true);
   });
 
+  it("select() with a promise branch and a function branch resolves with whichever settles first", async () => {
+    const first = deferred<string>();
+    const work = deferred<string>();
+    const result = select({ promise: first.promise, work: () => work.promise });
+    expect(await stateOf(result)).toBe("pending");
+    first.resolve("promise");
+    expect(await result).toEqual({ key: "promise", value: "promise" });
+    work.resolve("too late");
+  });
+
   it("select() resolves with a function branch's plain return value even when it is falsy", async () => {
     expect(await select({ zero: () => 0, never: new CancellationToken() })).toEqual({ key: "zero", value: 0 });
   });
@@ -419,6 +429,32 @@ describe("select() after it settled", () => {
     await flush();
     expect(polls).toBe(before);
     expect(commits).toBe(0);
+  });
+
+  it("select() coalesces the wakes of one turn into one re-poll", async () => {
+    let polls = 0;
+    let wakeIt: (() => void) | undefined;
+    const idle = custom<never>(() => ({
+      poll: () => (polls++, false),
+      commit: () => {
+        throw new Error("unreachable");
+      },
+      subscribe: (wake) => ((wakeIt = wake), () => {}),
+    }));
+    const stop = new CancellationToken();
+    const result = select({ idle, stop });
+    await flush();
+    expect(polls).toBe(1); // at the call
+    wakeIt!();
+    wakeIt!();
+    wakeIt!();
+    await flush();
+    expect(polls).toBe(2);
+    wakeIt!();
+    await flush();
+    expect(polls).toBe(3);
+    stop.cancel("done");
+    expect(await result).toEqual({ key: "stop", value: "done" });
   });
 
   it("select() commits nothing when a Selectable's subscribe throws after an earlier one woke it", async () => {

@@ -28,7 +28,7 @@
  *    branches do.
  * 5. No `node:` imports: this module is part of the platform-neutral entry.
  */
-import { CancellationToken, type CancelRegistration } from "../cancel/cancellation-token.js";
+import { CancellationToken } from "../cancel/cancellation-token.js";
 import { checkSignal, isAborted, ownerOf, subscribeAbort, type AbortLike } from "../internal/abort.js";
 import { assertOptions, booleanOption, describe, typeError } from "../internal/errors.js";
 import { isSelectable, selectable, type SelectBranch, type Selectable } from "./selectable.js";
@@ -115,13 +115,14 @@ export interface SelectOptions {
   signal?: AbortSignal | CancellationToken;
 }
 
-// Entry kinds.
-const TOKEN = 0;
-const SIGNAL = 1;
-const SELECTABLE = 2;
-const PROMISE = 3;
-const FUNCTION = 4;
-type Kind = typeof TOKEN | typeof SIGNAL | typeof SELECTABLE | typeof PROMISE | typeof FUNCTION;
+// Entry kinds. A token and an AbortSignal are one kind: `isAborted`,
+// `reason` and `subscribeAbort` take either (a token's own signal is raced as
+// its token, see `classify`).
+const ABORT = 0;
+const SELECTABLE = 1;
+const PROMISE = 2;
+const FUNCTION = 3;
+type Kind = typeof ABORT | typeof SELECTABLE | typeof PROMISE | typeof FUNCTION;
 
 // Outcomes of promise and function branches.
 const UNSETTLED = 0;
@@ -138,10 +139,8 @@ class Entry {
   readonly source: unknown;
   /** For `SELECTABLE`: the branch it returned. */
   branch: SelectBranch<unknown> | null = null;
-  /** For `SIGNAL` and `SELECTABLE`: releases the subscription. */
+  /** For `ABORT` and `SELECTABLE`: releases the subscription. */
   unsubscribe: (() => void) | null = null;
-  /** For `TOKEN`: the callback registration. */
-  registration: CancelRegistration | null = null;
   /** For `PROMISE` and `FUNCTION`: the select still interested, or `null` once it settled. */
   owner: SelectState | null = null;
   outcome: typeof UNSETTLED | typeof FULFILLED | typeof REJECTED = UNSETTLED;
@@ -160,10 +159,8 @@ class Entry {
   /** Ready now, without consuming anything. */
   poll(): boolean {
     switch (this.kind) {
-      case TOKEN:
-        return (this.source as CancellationToken).isCancelled;
-      case SIGNAL:
-        return (this.source as AbortSignal).aborted;
+      case ABORT:
+        return isAborted(this.source as AbortLike);
       case SELECTABLE:
         return this.branch!.poll();
       default:
@@ -174,10 +171,8 @@ class Entry {
   /** Takes the value; throws the branch's error. Only right after `poll()` returned `true`. */
   commit(): unknown {
     switch (this.kind) {
-      case TOKEN:
-        return (this.source as CancellationToken).reason;
-      case SIGNAL:
-        return (this.source as AbortSignal).reason;
+      case ABORT:
+        return (this.source as AbortLike).reason;
       case SELECTABLE:
         return this.branch!.commit();
       default:
@@ -200,7 +195,9 @@ class SelectState {
   unsubscribeSignal: (() => void) | null = null;
   /** Shared by every branch: one closure per select. */
   readonly wake = (): void => {
-    if (this.scheduled || this.done) return;
+    // A wake after the select settled (a late one from a broken Selectable)
+    // queues a run that returns at once: `run` is the one that checks `done`.
+    if (this.scheduled) return;
     this.scheduled = true;
     queueMicrotask(this.run);
   };
@@ -208,14 +205,14 @@ class SelectState {
     this.scheduled = false;
     if (this.done) return;
     if (this.aborted) {
-      this.finish(null, this.signal!.reason);
+      this.finish(null, this.signal!.reason, false);
       return;
     }
     let winner: Entry | null;
     try {
       winner = pick(this.entries, this.biased);
     } catch (error) {
-      this.finish(null, error);
+      this.finish(null, error, false);
       return;
     }
     if (winner !== null) this.settleWith(winner);
@@ -228,77 +225,66 @@ class SelectState {
   }
 
   settleWith(winner: Entry): void {
-    this.done = true;
     let value: unknown;
     try {
       value = winner.commit();
     } catch (error) {
-      this.finish(winner, error, true);
+      this.finish(winner, error, false);
       return;
     }
-    this.finish(winner, value, false);
+    this.finish(winner, value, true);
   }
 
   /**
    * Releases every subscription, then tells the function branches (losers'
-   * tokens cancelled, the winner's disposed), then settles. `winner === null`
-   * means the select was aborted or failed before a winner was chosen:
-   * `value` is the error.
+   * tokens cancelled, the winner's disposed), then settles: resolves with
+   * `{ key: winner.key, value }` when `fulfilled`, else rejects with `value`.
+   * `winner === null` means the select was aborted or failed before a winner
+   * was chosen. Runs once: every caller sets off from a select not yet done.
    *
    * An unsubscribe that throws (a broken third-party `Selectable`) must not
    * leave the other subscriptions behind (timers, process listeners) nor the
    * select unsettled: every release is attempted, the select settles as
-   * decided, and the error is reported as an uncaught exception on a
-   * microtask, as `cancel()` reports a throwing callback.
+   * decided, and each error is reported as an uncaught exception on a
+   * microtask, in release order, as `cancel()` reports each throwing callback.
+   *
+   * Nothing here clears the state's or the entries' fields beyond `owner`
+   * and `token`: once settled, the state is reachable only from a pending
+   * promise branch's reaction, through its entry, and those two links are
+   * what such an entry must not keep (the select; the branch's token).
    */
-  finish(winner: Entry | null, value: unknown, failed = true): void {
+  finish(winner: Entry | null, value: unknown, fulfilled: boolean): void {
     this.done = true;
     const entries = this.entries;
-    let releaseError: unknown;
-    let releaseFailed = false;
-    const unsubscribeSignal = this.unsubscribeSignal;
-    if (unsubscribeSignal !== null) {
-      this.unsubscribeSignal = null;
-      unsubscribeSignal();
-    }
-    let hasTokens = false;
+    const releaseErrors: unknown[] = [];
+    if (this.unsubscribeSignal !== null) this.unsubscribeSignal();
     for (const entry of entries) {
       const unsubscribe = entry.unsubscribe;
       if (unsubscribe !== null) {
-        entry.unsubscribe = null;
         try {
           unsubscribe();
         } catch (error) {
-          if (!releaseFailed) {
-            releaseFailed = true;
-            releaseError = error;
-          }
+          releaseErrors.push(error);
         }
-      } else if (entry.registration !== null) {
-        entry.registration.unregister();
-        entry.registration = null;
       }
       entry.owner = null;
-      if (entry.token !== null) hasTokens = true;
     }
     // Only once nothing is subscribed any more: cancelling a token runs user
     // callbacks, which must see the select fully released.
-    if (hasTokens) {
-      // Aborted: every loser carries the select's abort reason, unchanged.
-      const aborted = winner === null && this.aborted;
-      for (const entry of entries) {
-        const token = entry.token;
-        if (token === null) continue;
-        entry.token = null;
-        if (entry === winner) token[Symbol.dispose]();
-        else token.cancel(aborted ? value : lostReason(entry.key, winner));
-      }
+    // Aborted: every loser carries the select's abort reason, unchanged.
+    const aborted = winner === null && this.aborted;
+    for (const entry of entries) {
+      const token = entry.token;
+      if (token === null) continue;
+      entry.token = null;
+      if (entry === winner) token[Symbol.dispose]();
+      else token.cancel(aborted ? value : lostReason(entry.key, winner));
     }
-    if (winner !== null && !failed) this.resolve({ key: winner.key, value });
+    if (fulfilled) this.resolve({ key: winner!.key, value });
     else this.reject(value);
-    if (releaseFailed) {
+    for (const error of releaseErrors) {
       queueMicrotask(() => {
-        throw releaseError;
+        throw error;
       });
     }
   }
@@ -328,13 +314,10 @@ function pick(entries: Entry[], biased: boolean): Entry | null {
 
 function classify(key: string, source: unknown): Entry | null {
   if (!source) return null;
-  if (source instanceof CancellationToken) return new Entry(key, TOKEN, source);
+  if (source instanceof CancellationToken) return new Entry(key, ABORT, source);
   if (isSelectable(source)) return new Entry(key, SELECTABLE, source);
-  if (isAbortSignal(source)) {
-    // One of our tokens' signals is raced as its token: it is cancelled before its signal fires.
-    const owner = ownerOf(source);
-    return new Entry(key, owner instanceof CancellationToken ? TOKEN : SIGNAL, owner);
-  }
+  // One of our tokens' signals is raced as its token: it is cancelled before its signal fires.
+  if (isAbortSignal(source)) return new Entry(key, ABORT, ownerOf(source));
   if (typeof source === "function") return new Entry(key, FUNCTION, source);
   let thenable: boolean;
   try {
@@ -353,23 +336,27 @@ function classify(key: string, source: unknown): Entry | null {
   );
 }
 
-const ignore = (): void => {};
+function ignore(): void {}
 const promiseThen = Promise.prototype.then;
 
 /**
- * Keeps a rejection of a promise the select will not look at from being
- * reported as unhandled. Never throws. Only real promises, by brand (so one
- * from another realm too), through the built-in `then` (so an overridden
- * `then` that throws is never called); other thenables are left alone:
+ * Keeps the rejections of the promise branches the select has not attached
+ * to (`owner === null`), and now never will, from being reported as
+ * unhandled. Never throws. Only real promises, by brand (so one from another
+ * realm too), through the built-in `then` (so an overridden `then`, or one
+ * whose getter throws, is never called); other thenables are left alone:
  * calling `then` on a lazy one (a query builder) would start work nobody
- * waits for.
+ * waits for. Branches of other kinds are not touched, even a `Selectable`
+ * that is also a promise: its rejections are its owner's.
  */
-function silence(entry: Entry): void {
-  if (entry.thenError !== null) return;
-  try {
-    promiseThen.call(entry.source as Promise<unknown>, undefined, ignore);
-  } catch {
-    // Not a promise (a thenable), or a hostile `constructor`: nothing to silence.
+function silenceUnwatched(entries: Entry[]): void {
+  for (const entry of entries) {
+    if (entry.kind !== PROMISE || entry.owner !== null) continue;
+    try {
+      promiseThen.call(entry.source as Promise<unknown>, undefined, ignore);
+    } catch {
+      // Not a promise (a thenable), or a hostile `constructor`: nothing to silence.
+    }
   }
 }
 
@@ -504,19 +491,17 @@ export function select(branches: Record<string, SelectSource<unknown>>, options?
 
   // From here on, side effects.
   if (signal !== undefined && isAborted(signal)) {
-    for (const entry of entries) if (entry.kind === PROMISE) silence(entry);
+    silenceUnwatched(entries);
     return Promise.reject(signal.reason);
   }
-  let hasFunctions = false;
   let winner: Entry | null;
   try {
     for (const entry of entries) {
       if (entry.kind === SELECTABLE) entry.branch = (entry.source as Selectable<unknown>)[selectable]();
-      else if (entry.kind === FUNCTION) hasFunctions = true;
     }
     winner = pick(entries, biased === true);
   } catch (error) {
-    for (const entry of entries) if (entry.kind === PROMISE) silence(entry);
+    silenceUnwatched(entries);
     return Promise.reject(error);
   }
 
@@ -530,7 +515,7 @@ export function select(branches: Record<string, SelectSource<unknown>>, options?
     } catch (error) {
       settled = Promise.reject(error);
     }
-    for (const entry of entries) if (entry.kind === PROMISE) silence(entry);
+    silenceUnwatched(entries);
     return settled;
   }
 
@@ -552,11 +537,8 @@ export function select(branches: Record<string, SelectSource<unknown>>, options?
     }
     for (const entry of entries) {
       switch (entry.kind) {
-        case TOKEN:
-          entry.registration = (entry.source as CancellationToken).onCancel(wake);
-          break;
-        case SIGNAL:
-          entry.unsubscribe = subscribeAbort(entry.source as AbortSignal, wake);
+        case ABORT:
+          entry.unsubscribe = subscribeAbort(entry.source as AbortLike, wake);
           break;
         case SELECTABLE:
           entry.unsubscribe = entry.branch!.subscribe(wake);
@@ -565,45 +547,40 @@ export function select(branches: Record<string, SelectSource<unknown>>, options?
           entry.owner = state;
           watchPromise(entry, entry.source as PromiseLike<unknown>);
           break;
-        default:
-          break;
+        // FUNCTION: called below, once nothing can throw any more.
       }
     }
   } catch (error) {
     // A Selectable whose subscribe threw: undo what was subscribed, call no
     // function, and keep the promises not reached yet from reporting an
     // unhandled rejection (as when a branch wins at the call).
-    for (const entry of entries) {
-      if (entry.kind === PROMISE && entry.owner === null) silence(entry);
-    }
-    state.finish(null, error);
+    silenceUnwatched(entries);
+    state.finish(null, error, false);
     return promise;
   }
-  if (hasFunctions) {
-    for (const entry of entries) {
-      if (entry.kind !== FUNCTION) continue;
-      const token = new CancellationToken();
-      entry.token = token;
-      entry.owner = state;
-      let result: unknown;
-      let thenable: boolean;
-      try {
-        result = (entry.source as (token: CancellationToken) => unknown)(token);
-        // Inside the try: reading `then` can throw too (a getter, a proxy).
-        thenable = isThenable(result);
-      } catch (error) {
-        // Like a promise that rejected at once: it takes part in the next poll.
-        entry.outcome = REJECTED;
-        entry.result = error;
-        wake();
-        continue;
-      }
-      if (thenable) watchPromise(entry, result as PromiseLike<unknown>);
-      else {
-        entry.outcome = FULFILLED;
-        entry.result = result;
-        wake();
-      }
+  for (const entry of entries) {
+    if (entry.kind !== FUNCTION) continue;
+    const token = new CancellationToken();
+    entry.token = token;
+    entry.owner = state;
+    let result: unknown;
+    let thenable: boolean;
+    try {
+      result = (entry.source as (token: CancellationToken) => unknown)(token);
+      // Inside the try: reading `then` can throw too (a getter, a proxy).
+      thenable = isThenable(result);
+    } catch (error) {
+      // Like a promise that rejected at once: it takes part in the next poll.
+      entry.outcome = REJECTED;
+      entry.result = error;
+      wake();
+      continue;
+    }
+    if (thenable) watchPromise(entry, result as PromiseLike<unknown>);
+    else {
+      entry.outcome = FULFILLED;
+      entry.result = result;
+      wake();
     }
   }
   return promise;

@@ -77,13 +77,11 @@ export interface Selectable<T> {
 }
 
 /**
- * `true` when `value` implements {@link Selectable}.
+ * `true` when `value` implements {@link Selectable}: an object or a function
+ * (never a primitive, whatever its prototype offers, as for thenables) with
+ * a `[selectable]` method.
  * @internal
  */
 export function isSelectable(value: unknown): value is Selectable<unknown> {
-  return (
-    (typeof value === "object" || typeof value === "function") &&
-    value !== null &&
-    typeof (value as { [selectable]?: unknown })[selectable] === "function"
-  );
+  return Object(value) === value && typeof (value as { [selectable]?: unknown })[selectable] === "function";
 }

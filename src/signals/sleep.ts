@@ -36,7 +36,7 @@ export interface SleepOptions {
   signal?: AbortSignal | CancellationToken;
 }
 
-/** One wait on a sleep (an `await` or a select subscription); inert once removed. */
+/** One wait on a sleep (an `await` or a select subscription); inert once removed (`wake === null`). */
 class SleepWaiter {
   wake: (() => void) | null;
   prev: SleepWaiter | null = null;
@@ -44,11 +44,6 @@ class SleepWaiter {
 
   constructor(wake: () => void) {
     this.wake = wake;
-  }
-
-  fire(): void {
-    const wake = this.wake;
-    if (wake !== null) wake();
   }
 }
 
@@ -96,7 +91,8 @@ export class Sleep implements Selectable<void>, PromiseLike<void> {
 
   /** `true` once the deadline has passed. Never goes back to `false`. */
   get isElapsed(): boolean {
-    if (!this.#elapsed && performance.now() >= this.#deadline) this.#elapsed = true;
+    // Sticky: once set (by the clock or by the timer) the clock is not read again.
+    if (!this.#elapsed) this.#elapsed = performance.now() >= this.#deadline;
     return this.#elapsed;
   }
 
@@ -202,14 +198,14 @@ export class Sleep implements Selectable<void>, PromiseLike<void> {
   }
 
   #wait(): Promise<void> {
-    if (this.#elapsed && (this.#signal === undefined || !isAborted(this.#signal))) return Promise.resolve();
+    // An aborted signal rejects first (abortable), even once elapsed.
     return abortable<void>(this.#signal, (resolve) => {
       if (this.#elapsed) {
         resolve();
         return;
       }
-      let remove: () => void = () => {};
-      remove = this.#addWaiter(() => {
+      // Woken by the timer only, never during #addWaiter: `remove` is set by then.
+      const remove = this.#addWaiter(() => {
         remove();
         resolve();
       });
@@ -217,7 +213,13 @@ export class Sleep implements Selectable<void>, PromiseLike<void> {
     });
   }
 
-  /** Registers `wake` until the deadline; returns an idempotent removal. */
+  /**
+   * Registers `wake` until the deadline; returns an idempotent removal.
+   * Callers add a waiter only to a sleep not elapsed yet (an `await` resolves
+   * at once, a select branch wins at the call); should the deadline have
+   * passed since (user code in another branch's subscribe read the clock),
+   * the timer armed here fires at once.
+   */
   #addWaiter(wake: () => void): () => void {
     const node = new SleepWaiter(wake);
     const tail = this.#tail;
@@ -227,8 +229,7 @@ export class Sleep implements Selectable<void>, PromiseLike<void> {
       node.prev = tail;
     }
     this.#tail = node;
-    if (this.#elapsed) queueMicrotask(() => node.fire());
-    else if (this.#timer === null) this.#arm();
+    if (this.#timer === null) this.#arm();
     return () => this.#removeWaiter(node);
   }
 
@@ -240,7 +241,6 @@ export class Sleep implements Selectable<void>, PromiseLike<void> {
     else prev.next = next;
     if (next === null) this.#tail = prev;
     else next.prev = prev;
-    node.prev = node.next = null;
     if (this.#head === null && this.#timer !== null) {
       this.#timer.clear();
       this.#timer = null;
@@ -254,10 +254,10 @@ export class Sleep implements Selectable<void>, PromiseLike<void> {
       () => {
         this.#timer = null;
         this.#elapsed = true;
-        // Snapshot first: a wake may add or remove waiters.
-        const woken: SleepWaiter[] = [];
-        for (let node = this.#head; node !== null; node = node.next) woken.push(node);
-        for (const node of woken) node.fire();
+        // Snapshot first: an await's wake removes its own waiter.
+        const woken: Array<() => void> = [];
+        for (let node = this.#head; node !== null; node = node.next) woken.push(node.wake!);
+        for (const wake of woken) wake();
       },
       Math.max(0, this.#deadline - performance.now()),
       this.#ref,

@@ -299,7 +299,7 @@ export class CancellationToken implements Disposable {
    * ```
    */
   static any(sources: Iterable<AbortSignal | CancellationToken>): CancellationToken {
-    if (sources === null || typeof (sources as { [Symbol.iterator]?: unknown })?.[Symbol.iterator] !== "function") {
+    if (typeof (sources as { [Symbol.iterator]?: unknown } | null | undefined)?.[Symbol.iterator] !== "function") {
       throw typeError("create CancellationToken.any()", "sources", "an iterable of AbortSignals and CancellationTokens", sources);
     }
     const list: Array<AbortSignal | CancellationToken> = Array.from(sources);

@@ -229,3 +229,189 @@ describe("shareToken() and adoptToken() misuse", () => {
     expect(adopted.reason).toBe("now");
   });
 });
+
+/*
+ * Both sides in this thread: the adopter's side is observable here (a worker
+ * runs the built package). Messages between the ports need event-loop turns,
+ * not time: `turns()` lets the loop run until the expected state holds.
+ */
+type NodePort = MessagePort & { hasRef(): boolean };
+
+async function turns(predicate: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 1_000; i++) {
+    if (predicate()) return;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  throw new Error(`never: ${what}`);
+}
+
+/** Resolves once `port` closed (both sides of a share close their port when it ends). */
+function closed(port: MessagePort): Promise<void> {
+  return new Promise((resolve) => port.addEventListener("close", () => resolve(), { once: true }));
+}
+
+describe("SharedToken adopted in the same thread", () => {
+  it("SharedToken.throwIfCancelled() throws nothing while live, a stand-in before the reason arrived, then the reason itself", async () => {
+    const token = new CancellationToken();
+    const shared = shareToken(token);
+    using adopted = adoptToken(shared.handle);
+    expect(() => adopted.throwIfCancelled()).not.toThrow();
+    const reason = new Error("stop");
+    token.cancel(reason);
+    let early: unknown;
+    try {
+      adopted.throwIfCancelled();
+    } catch (error) {
+      early = error;
+    }
+    expect(early).toBeInstanceOf(DOMException);
+    expect(early).toMatchObject({
+      name: "AbortError",
+      message: "The operation was cancelled in another thread (its reason arrives when this thread yields)",
+    });
+    expect(adopted.signal.aborted).toBe(false);
+    const arrived = await adopted.cancelled();
+    expect(arrived).toMatchObject({ name: "Error", message: "stop" });
+    expect(() => adopted.throwIfCancelled()).toThrow(arrived as Error);
+    expect(adopted.token.reason).toBe(arrived);
+    expect(adopted.signal.reason).toBe(arrived);
+  });
+
+  it("SharedToken receives a DOMException reason as a DOMException of the same name and message", async () => {
+    const token = new CancellationToken();
+    const shared = shareToken(token);
+    using adopted = adoptToken(shared.handle);
+    token.cancel(new DOMException("took too long", "TimeoutError"));
+    const reason = await adopted.cancelled();
+    expect(reason).toBeInstanceOf(DOMException);
+    expect(reason).toMatchObject({ name: "TimeoutError", message: "took too long" });
+  });
+
+  it("SharedToken receives a reason that cannot be cloned as an AbortError that describes it", async () => {
+    const cases: Array<[unknown, string]> = [
+      [function named() {}, "function named"],
+      [(() => () => {})(), "function (anonymous)"],
+      [Symbol("why"), "Symbol(why)"],
+      [new WeakMap(), "an instance of WeakMap"],
+      [{ message: "bad input", retry: () => {} }, "an instance of Object: bad input"],
+      [Object.assign(Object.create(null) as object, { f() {} }), "an instance of Object"],
+    ];
+    for (const [reason, description] of cases) {
+      const token = new CancellationToken();
+      const shared = shareToken(token);
+      using adopted = adoptToken(shared.handle);
+      token.cancel(reason);
+      const arrived = await adopted.cancelled();
+      expect(arrived).toBeInstanceOf(DOMException);
+      expect(arrived).toMatchObject({
+        name: "AbortError",
+        message: `The operation was cancelled in another thread with a reason that cannot be cloned (${description})`,
+      });
+    }
+  });
+
+  it("adoptToken() unrefs the port unless keepAlive is set, and works where ports have no ref/unref", () => {
+    const a = shareToken(new CancellationToken());
+    const b = shareToken(new CancellationToken());
+    const c = shareToken(new CancellationToken());
+    using unrefed = adoptToken(a.handle);
+    using kept = adoptToken(b.handle, { keepAlive: true });
+    expect((a.handle.port as NodePort).hasRef()).toBe(false);
+    expect((b.handle.port as NodePort).hasRef()).toBe(true);
+    // A browser's MessagePort has no unref().
+    Object.defineProperty(c.handle.port, "unref", { value: undefined });
+    using plain = adoptToken(c.handle);
+    expect((c.handle.port as NodePort).hasRef()).toBe(true);
+    for (const share of [a, b, c]) share[Symbol.dispose]();
+    expect(unrefed.isCancelled || kept.isCancelled || plain.isCancelled).toBe(false);
+  });
+
+  it("SharedToken.isCancelled reads the flag where ports have no ref()", async () => {
+    const token = new CancellationToken();
+    const shared = shareToken(token);
+    using adopted = adoptToken(shared.handle);
+    const port = shared.handle.port as NodePort;
+    token.cancel("now");
+    // A browser's MessagePort has no ref() (Node's own listeners need it, so only for this read).
+    Object.defineProperty(port, "ref", { value: undefined, configurable: true });
+    try {
+      expect(adopted.isCancelled).toBe(true);
+    } finally {
+      delete (port as { ref?: unknown }).ref;
+    }
+    expect(await adopted.cancelled()).toBe("now");
+  });
+
+  it("SharedToken holds the thread once it saw the flag, until the reason arrived: isCancelled, cancelled() and throwIfCancelled() each", async () => {
+    for (const look of ["isCancelled", "cancelled()", "throwIfCancelled()"] as const) {
+      const token = new CancellationToken();
+      const shared = shareToken(token);
+      using adopted = adoptToken(shared.handle);
+      const port = shared.handle.port as NodePort;
+      const portClosed = closed(port);
+      token.cancel("now");
+      expect(port.hasRef()).toBe(false);
+      if (look === "isCancelled") expect(adopted.isCancelled).toBe(true);
+      else if (look === "cancelled()") void adopted.cancelled();
+      else expect(() => adopted.throwIfCancelled()).toThrow(DOMException);
+      expect(port.hasRef(), look).toBe(true);
+      expect(await adopted.cancelled()).toBe("now");
+      // The reason arrived: the port closes and holds nothing any more.
+      await portClosed;
+      expect(port.hasRef(), look).toBe(false);
+    }
+  });
+
+  it("SharedToken does not hold the thread for a reason when its token was cancelled here already", () => {
+    const token = new CancellationToken();
+    const shared = shareToken(token);
+    using adopted = adoptToken(shared.handle);
+    adopted.token.cancel("here");
+    token.cancel("there");
+    expect(adopted.isCancelled).toBe(true);
+    void adopted.cancelled();
+    expect(() => adopted.throwIfCancelled()).toThrow("here");
+    expect((shared.handle.port as NodePort).hasRef()).toBe(false);
+  });
+
+  it("SharedToken does not hold the thread before the flag is set", () => {
+    const shared = shareToken(new CancellationToken());
+    using adopted = adoptToken(shared.handle);
+    expect(adopted.isCancelled).toBe(false);
+    void adopted.cancelled();
+    adopted.throwIfCancelled();
+    expect((shared.handle.port as NodePort).hasRef()).toBe(false);
+    shared[Symbol.dispose]();
+  });
+
+  it("SharedToken[Symbol.dispose]() releases the origin: the share ends and a later cancel does not reach this side", async () => {
+    const token = new CancellationToken();
+    const shared = shareToken(token);
+    const adopted = adoptToken(shared.handle, { keepAlive: true });
+    const port = shared.handle.port as NodePort;
+    const portClosed = closed(port);
+    adopted[Symbol.dispose]();
+    adopted[Symbol.dispose]();
+    await portClosed;
+    expect(port.hasRef()).toBe(false);
+    await turns(() => !shared.isLive, "the origin saw the release");
+    token.cancel("after release");
+    expect(adopted.isCancelled).toBe(false);
+    expect(adopted.token.isCancelled).toBe(false);
+  });
+
+  it("TokenShare[Symbol.dispose]() closes the adopter's port and leaves its token live", async () => {
+    const token = new CancellationToken();
+    const shared = shareToken(token);
+    using adopted = adoptToken(shared.handle, { keepAlive: true });
+    const port = shared.handle.port as NodePort;
+    const portClosed = closed(port);
+    shared[Symbol.dispose]();
+    expect(shared.isLive).toBe(false);
+    await portClosed;
+    expect(port.hasRef()).toBe(false);
+    token.cancel("after release");
+    expect(adopted.isCancelled).toBe(false);
+    expect(adopted.token.isCancelled).toBe(false);
+  });
+});

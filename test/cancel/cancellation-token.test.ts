@@ -686,6 +686,35 @@ describe("onCancel()", () => {
     expect(token.isCancelled).toBe(false);
   });
 
+  it("onCancel() after a register-then-unregister lets go of the unregistered one, whatever else the token holds", async () => {
+    const plain = new CancellationToken();
+    const token = new CancellationToken();
+    void token.signal; // a token with more than callbacks (its native signal)
+    const keep = new CancellationToken();
+    void keep.signal;
+    keep.onCancel(() => {}); // and one that keeps a permanent callback too
+    const refs = ((): Array<WeakRef<CancelRegistration>> => {
+      const refs: Array<WeakRef<CancelRegistration>> = [];
+      for (const t of [plain, token, keep]) {
+        for (let i = 0; i < 100; i++) {
+          const registration = t.onCancel(() => {});
+          registration.unregister();
+          refs.push(new WeakRef(registration));
+        }
+      }
+      return refs;
+    })();
+    await collectGarbage();
+    // Only the last one of each token may still sit in its slot.
+    expect(refs.filter((ref) => ref.deref() !== undefined).length).toBeLessThanOrEqual(3);
+    let ran = 0;
+    for (const t of [plain, token, keep]) {
+      t.onCancel(() => ran++);
+      t.cancel();
+    }
+    expect(ran).toBe(3);
+  });
+
   it("onCancel() on a long-lived token lets go of registrations unregistered out of order, not only the last one", async () => {
     const token = new CancellationToken();
     const keep = token.onCancel(() => {}); // a permanent one, as a server would have
@@ -809,14 +838,16 @@ describe("guard()", () => {
     expect(g1.token).toBeNull();
     g1[Symbol.dispose]();
     expect(token.isCancelled).toBe(false);
-    expect(() => g1.disarm()).toThrow(TypeError);
+    expect(() => g1.disarm()).toThrow(new TypeError("Cannot disarm CancelGuard: it was already disarmed or disposed"));
     g2[Symbol.dispose]();
     expect(token.isCancelled).toBe(true);
     g2[Symbol.dispose](); // idempotent
   });
 
-  it("CancelGuard constructor rejects a non-token", () => {
-    expect(() => new CancelGuard({} as CancellationToken)).toThrow(TypeError);
+  it("CancelGuard constructor rejects a non-token with a TypeError naming the call and value", () => {
+    expect(() => new CancelGuard({} as CancellationToken)).toThrow(
+      new TypeError("Cannot create CancelGuard: 'token' must be a CancellationToken, received an object"),
+    );
   });
 });
 
@@ -1179,7 +1210,7 @@ describe("timeout() and withTimeout()", () => {
     vi.advanceTimersByTime(1);
     expect(token.isCancelled).toBe(true);
     expect(token.reason).toBeInstanceOf(DOMException);
-    expect((token.reason as DOMException).name).toBe("TimeoutError");
+    expect(token.reason).toMatchObject({ name: "TimeoutError", message: "The operation was aborted due to timeout" });
     expect(vi.getTimerCount()).toBe(0);
   });
 
@@ -1301,6 +1332,12 @@ describe("timeout() and withTimeout()", () => {
     expect(() => CancellationToken.timeout(5, 7 as never)).toThrow(TypeError);
     expect(() => parent.withTimeout(-5)).toThrow("Cannot create token.withTimeout(): 'ms' must be a finite number >= 0, received number -5");
     expect(() => parent.withTimeout(5, null as never)).toThrow(TypeError);
+    expect(() => CancellationToken.timeout(5, { keepAlive: 1 } as never)).toThrow(
+      "Cannot create CancellationToken.timeout(): 'options.keepAlive' must be a boolean or undefined, received number 1",
+    );
+    expect(() => parent.withTimeout(5, { keepAlive: "yes" } as never)).toThrow(
+      "Cannot create token.withTimeout(): 'options.keepAlive' must be a boolean or undefined, received string \"yes\"",
+    );
     expect(vi.getTimerCount()).toBe(0);
     // No child was linked by the failed calls: cancelling the parent runs nothing extra.
     let ran = 0;

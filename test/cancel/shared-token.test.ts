@@ -1,7 +1,7 @@
 import { join, dirname } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { adoptToken, CancellationToken, shareToken, type SharedTokenHandle, type TokenShare } from "../../src/cancel/index.js";
 
 /*
@@ -206,12 +206,56 @@ describe("shareToken() and adoptToken() misuse", () => {
     expect(() => adoptToken(null as never)).toThrow("Cannot call adoptToken(): 'handle' must be a handle made by shareToken(), received null");
   });
 
+  it("adoptToken() refuses anything that is not a whole handle, naming what it received, and adopts nothing", () => {
+    const shared = shareToken(new CancellationToken());
+    const handle = shared.handle;
+    const message = (received: string): string => `Cannot call adoptToken(): 'handle' must be a handle made by shareToken(), received ${received}`;
+    expect(() => adoptToken(undefined as never)).toThrow(message("undefined"));
+    expect(() => adoptToken("cancelkit.shared-token" as never)).toThrow(message('string "cancelkit.shared-token"'));
+    // A function carrying the handle's fields is not the handle.
+    expect(() => adoptToken(Object.assign(() => {}, handle) as never)).toThrow(message("function (anonymous)"));
+    expect(() => adoptToken({ ...handle, kind: "other" } as never)).toThrow(message("an object"));
+    expect(() => adoptToken({ ...handle, flag: new ArrayBuffer(4) } as never)).toThrow(message("an object"));
+    expect(() => adoptToken({ ...handle, flag: new SharedArrayBuffer(3) } as never)).toThrow(message("an object"));
+    expect(() => adoptToken({ ...handle, port: undefined } as never)).toThrow(message("an object"));
+    expect(() => adoptToken({ ...handle, port: {} } as never)).toThrow(message("an object"));
+    // None of that adopted the port: the handle itself is still good.
+    using adopted = adoptToken(handle);
+    expect(adopted.isCancelled).toBe(false);
+    shared[Symbol.dispose]();
+  });
+
+  it("adoptToken() of a handle adopted already throws a TypeError that says to share again", () => {
+    const shared = shareToken(new CancellationToken());
+    using adopted = adoptToken(shared.handle);
+    expect(() => adoptToken(shared.handle)).toThrow(
+      new TypeError("Cannot call adoptToken(): this handle was adopted already; share the token again for another adopter"),
+    );
+    expect(adopted.isCancelled).toBe(false);
+    shared[Symbol.dispose]();
+  });
+
+  it("shareToken() throws a TypeError that says why when the runtime has no SharedArrayBuffer", () => {
+    const token = new CancellationToken();
+    vi.stubGlobal("SharedArrayBuffer", undefined);
+    try {
+      expect(() => shareToken(token)).toThrow(
+        new TypeError("Cannot call shareToken(): SharedArrayBuffer is unavailable (in a browser the page must be cross-origin isolated)"),
+      );
+    } finally {
+      vi.unstubAllGlobals();
+    }
+    expect(typeof SharedArrayBuffer).toBe("function");
+  });
+
   it("adoptToken() refuses unknown options before adopting the port", () => {
     const shared = shareToken(new CancellationToken());
     expect(() => adoptToken(shared.handle, { keepalive: true } as never)).toThrow(
       "Cannot call adoptToken(): unknown option 'keepalive' (did you mean 'keepAlive'?)",
     );
-    expect(() => adoptToken(shared.handle, { keepAlive: 1 } as never)).toThrow(TypeError);
+    expect(() => adoptToken(shared.handle, { keepAlive: 1 } as never)).toThrow(
+      new TypeError("Cannot call adoptToken(): 'options.keepAlive' must be a boolean or undefined, received number 1"),
+    );
     // Nothing was consumed: the handle can still be adopted (here, in this thread).
     using adopted = adoptToken(shared.handle);
     expect(adopted.isCancelled).toBe(false);
@@ -406,6 +450,7 @@ describe("SharedToken adopted in the same thread", () => {
     using adopted = adoptToken(shared.handle, { keepAlive: true });
     const port = shared.handle.port as NodePort;
     const portClosed = closed(port);
+    expect(shared.isLive).toBe(true);
     shared[Symbol.dispose]();
     expect(shared.isLive).toBe(false);
     await portClosed;
@@ -413,5 +458,7 @@ describe("SharedToken adopted in the same thread", () => {
     token.cancel("after release");
     expect(adopted.isCancelled).toBe(false);
     expect(adopted.token.isCancelled).toBe(false);
+    // The share ended on both sides: disposing this side now does nothing.
+    expect(() => adopted[Symbol.dispose]()).not.toThrow();
   });
 });

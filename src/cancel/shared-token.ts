@@ -317,8 +317,9 @@ export class SharedToken implements Disposable {
     const port = handle.port as PortLike;
     this.#port = port;
     port.addEventListener("message", (event: MessageEvent<SharedTokenMessage>) => this.#receive(event.data));
-    // The origin went away without a word (its thread ended).
-    port.addEventListener("close", () => this.#end());
+    // No "close" listener: every way the origin ends posts a message first
+    // (the reason or a release), and one that goes without a word (its thread
+    // ended, or the share was collected) closes this port with it.
     port.start();
     if (!keepAlive) unrefPort(port);
   }
@@ -424,9 +425,8 @@ export class SharedToken implements Disposable {
           ),
         );
         break;
-      default:
-        break;
     }
+    // Anything else is a release.
     this.#end();
   }
 

@@ -418,6 +418,22 @@ describe("SharedToken adopted in the same thread", () => {
     expect((shared.handle.port as NodePort).hasRef()).toBe(false);
   });
 
+  it("SharedToken.isCancelled keeps reading the flag after this side was disposed, and its token never gets a reason posted after that", async () => {
+    const token = new CancellationToken();
+    const shared = shareToken(token);
+    const adopted = adoptToken(shared.handle);
+    const portClosed = closed(shared.handle.port);
+    adopted[Symbol.dispose]();
+    // The release is a message: the origin has not seen it yet, and cancels.
+    token.cancel("crossed");
+    expect(adopted.isCancelled).toBe(true);
+    expect(() => adopted.throwIfCancelled()).toThrow(DOMException);
+    await portClosed;
+    // Disposed first: the reason posted by the origin is not received here.
+    expect(adopted.token.isCancelled).toBe(false);
+    expect(adopted.reason).toBeUndefined();
+  });
+
   it("SharedToken does not hold the thread before the flag is set", () => {
     const shared = shareToken(new CancellationToken());
     using adopted = adoptToken(shared.handle);

@@ -354,7 +354,7 @@ describe("SharedToken adopted in the same thread", () => {
     }
   });
 
-  it("adoptToken() unrefs the port unless keepAlive is set, and works where ports have no ref/unref", () => {
+  it("adoptToken() unrefs the port unless keepAlive is set, and works where ports have no unref()", () => {
     const a = shareToken(new CancellationToken());
     const b = shareToken(new CancellationToken());
     const c = shareToken(new CancellationToken());

@@ -107,8 +107,9 @@ class Extras {
     else if (!Array.isArray(regs)) this.regs = regs.callback === null ? registration : [regs, registration];
     else {
       const n = regs.length;
-      // Register-then-unregister in a loop reuses the last slot.
-      if (n > 0 && regs[n - 1]!.callback === null) {
+      // Register-then-unregister in a loop reuses the last slot. (A list is
+      // never empty here: it starts with two and a sweep is followed by a push.)
+      if (regs[n - 1]!.callback === null) {
         regs[n - 1] = registration;
         return;
       }
@@ -213,7 +214,8 @@ export class CancellationToken implements Disposable {
           root.cancel(signal.reason);
         };
         CancellationToken.#ensureExtras(root).unsubscribe = [() => signal.removeEventListener("abort", onAbort)];
-        signal.addEventListener("abort", onAbort, { once: true });
+        // Not `once`: cancelling the root removes the listener (its unsubscribe).
+        signal.addEventListener("abort", onAbort);
         followers.set(signal, created);
         entry = created;
       }
@@ -299,7 +301,7 @@ export class CancellationToken implements Disposable {
    * ```
    */
   static any(sources: Iterable<AbortSignal | CancellationToken>): CancellationToken {
-    if (sources === null || typeof (sources as { [Symbol.iterator]?: unknown })?.[Symbol.iterator] !== "function") {
+    if (typeof (sources as { [Symbol.iterator]?: unknown } | null | undefined)?.[Symbol.iterator] !== "function") {
       throw typeError("create CancellationToken.any()", "sources", "an iterable of AbortSignals and CancellationTokens", sources);
     }
     const list: Array<AbortSignal | CancellationToken> = Array.from(sources);
@@ -319,7 +321,6 @@ export class CancellationToken implements Disposable {
       }
     }
     const token = new CancellationToken();
-    if (list.length === 0) return token;
     const cancel = (reason: unknown): void => token.cancel(reason);
     // No source is cancelled (checked above, with our signals read through
     // their tokens) and subscribing runs no user code, so no subscription
@@ -555,16 +556,7 @@ export class CancellationToken implements Disposable {
     for (let member: CancellationToken | null = this; member !== null; ) {
       const next: CancellationToken | null = member.#prev;
       member.#first = member.#prev = member.#next = null;
-      const slot = member.#slot;
-      if (slot instanceof Registration) {
-        // Inlined #run for a lone registration, the per-request case.
-        member.#slot = null;
-        const callback = slot.callback;
-        if (callback !== null) {
-          slot.callback = null;
-          invoke(callback, mark.get());
-        }
-      } else if (slot !== null) CancellationToken.#run(member, mark);
+      CancellationToken.#run(member, mark);
       member = next;
     }
   }
@@ -663,14 +655,12 @@ export class CancellationToken implements Disposable {
     if (up instanceof Cancelled) return Promise.reject(up.get());
     return new Promise<T>((resolve, reject) => {
       let child: CancellationToken | null = null;
-      let settled = false;
       let registration: CancelRegistration = SPENT;
-      const finish = (): boolean => {
-        if (settled) return false;
-        settled = true;
+      // May run twice (work settles, then the cancel's microtask, or the
+      // reverse): unregister, dispose, resolve and reject are all idempotent.
+      const finish = (): void => {
         registration.unregister();
         child?.[Symbol.dispose]();
-        return true;
       };
       let pending: PromiseLike<T> | T;
       if (typeof work === "function") {
@@ -685,8 +675,14 @@ export class CancellationToken implements Disposable {
       } else pending = work;
       try {
         Promise.resolve(pending).then(
-          (value) => finish() && resolve(value),
-          (error: unknown) => finish() && reject(error),
+          (value) => {
+            finish();
+            resolve(value);
+          },
+          (error: unknown) => {
+            finish();
+            reject(error);
+          },
         );
       } catch (error) {
         // A promise whose `then` throws: rejected, and the child goes with it.
@@ -696,7 +692,12 @@ export class CancellationToken implements Disposable {
       }
       // Deferred by a microtask so that work which settled before the cancel
       // (its reaction already queued) wins, as in tokio.
-      registration = this.onCancel((reason) => queueMicrotask(() => finish() && reject(reason)));
+      registration = this.onCancel((reason) =>
+        queueMicrotask(() => {
+          finish();
+          reject(reason);
+        }),
+      );
     });
   }
 
@@ -888,15 +889,13 @@ export class CancelGuard implements Disposable {
 
 /**
  * Calls `callback(reason)` when `source` is cancelled or aborted; returns an
- * idempotent unsubscribe. The caller checks for "already aborted" first.
+ * idempotent unsubscribe. The caller checks for "already aborted" first, and
+ * passes one of our tokens' signals as its token ({@link checkSignal} and
+ * {@link ownerOf} do that): a signal is followed as a foreign one.
  * @internal
  */
 export function subscribe(source: AbortSignal | CancellationToken, callback: (reason: unknown) => void): () => void {
-  if (!(source instanceof CancellationToken)) {
-    const owner = tokenOfSignal.get(source);
-    if (owner === undefined) return followSignal(source, callback);
-    source = owner;
-  }
+  if (!(source instanceof CancellationToken)) return followSignal(source, callback);
   const registration = source.onCancel(callback);
   return () => registration.unregister();
 }

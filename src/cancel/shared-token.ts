@@ -149,7 +149,9 @@ export class TokenShare implements Disposable {
     this.#registration = token.onCancel((reason) => {
       Atomics.store(cells, 0, SHARED_CANCELLED);
       Atomics.notify(cells, 0);
-      this.#post(sharedReasonMessage(reason));
+      // Posting never throws: a port whose other side closed drops the
+      // message, and sharedReasonMessage() only gives clonable ones.
+      port.postMessage(sharedReasonMessage(reason));
       this.#end();
     });
   }
@@ -182,8 +184,9 @@ export class TokenShare implements Disposable {
    * the share's callback. Idempotent; a no-op once the share ended.
    */
   [Symbol.dispose](): void {
-    if (this.#port === null) return;
-    this.#post({ kind: "release" });
+    const port = this.#port;
+    if (port === null) return;
+    port.postMessage({ kind: "release" } satisfies SharedTokenMessage);
     this.#end();
   }
 
@@ -193,14 +196,6 @@ export class TokenShare implements Disposable {
       const share = self.deref();
       if (share !== undefined) share.#end();
     };
-  }
-
-  #post(message: SharedTokenMessage): void {
-    try {
-      this.#port?.postMessage(message);
-    } catch {
-      // The port is already closed: the other side is gone, nobody to tell.
-    }
   }
 
   #end(): void {
@@ -217,7 +212,7 @@ export class TokenShare implements Disposable {
 /** The reason as a message: itself when it clones, rebuilt for DOMExceptions, a description otherwise. */
 function sharedReasonMessage(reason: unknown): SharedTokenMessage {
   // DOMException is not serializable everywhere; its name and message are.
-  if (typeof DOMException === "function" && reason instanceof DOMException) {
+  if (reason instanceof DOMException) {
     return { kind: "cancel-dom", name: reason.name, message: reason.message };
   }
   try {
@@ -232,12 +227,10 @@ function sharedReasonMessage(reason: unknown): SharedTokenMessage {
 function describeSharedReason(reason: unknown): string {
   if (typeof reason === "function") return `function ${reason.name || "(anonymous)"}`;
   if (typeof reason === "symbol") return String(reason);
-  if (typeof reason === "object" && reason !== null) {
-    const name = (reason as object).constructor?.name ?? "Object";
-    const message = (reason as { message?: unknown }).message;
-    return typeof message === "string" ? `an instance of ${name}: ${message}` : `an instance of ${name}`;
-  }
-  return typeof reason;
+  // Every primitive clones: anything else that failed is an object.
+  const name = (reason as object).constructor?.name ?? "Object";
+  const message = (reason as { message?: unknown }).message;
+  return typeof message === "string" ? `an instance of ${name}: ${message}` : `an instance of ${name}`;
 }
 
 /**
@@ -324,8 +317,9 @@ export class SharedToken implements Disposable {
     const port = handle.port as PortLike;
     this.#port = port;
     port.addEventListener("message", (event: MessageEvent<SharedTokenMessage>) => this.#receive(event.data));
-    // The origin went away without a word (its thread ended).
-    port.addEventListener("close", () => this.#end());
+    // No "close" listener: every way the origin ends posts a message first
+    // (the reason or a release), and one that goes without a word (its thread
+    // ended, or the share was collected) closes this port with it.
     port.start();
     if (!keepAlive) unrefPort(port);
   }
@@ -400,11 +394,8 @@ export class SharedToken implements Disposable {
   [Symbol.dispose](): void {
     const port = this.#port;
     if (port === null) return;
-    try {
-      port.postMessage({ kind: "release" } satisfies SharedTokenMessage);
-    } catch {
-      // Closed already: the origin is gone.
-    }
+    // Never throws: a port whose other side closed drops the message.
+    port.postMessage({ kind: "release" } satisfies SharedTokenMessage);
     this.#end();
   }
 
@@ -419,7 +410,7 @@ export class SharedToken implements Disposable {
   }
 
   #receive(message: SharedTokenMessage): void {
-    switch (message?.kind) {
+    switch (message.kind) {
       case "cancel":
         this.#token.cancel(message.reason);
         break;
@@ -434,9 +425,8 @@ export class SharedToken implements Disposable {
           ),
         );
         break;
-      default:
-        break;
     }
+    // Anything else is a release.
     this.#end();
   }
 

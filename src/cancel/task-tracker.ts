@@ -129,7 +129,9 @@ export class TaskTracker {
    * promise whose `then` throws counts as rejected with that error).
    *
    * @returns a promise that settles like `promise`, after the tracker counted it as done.
-   * @throws {TypeError} when `promise` is not a thenable.
+   * @throws {TypeError} when `promise` is not a thenable (an object or function
+   *   with a callable `then`; `{}` and `{ then: 1 }` are not), before anything
+   *   is counted.
    */
   track<T>(promise: PromiseLike<T>): Promise<T> {
     if (!isThenable(promise)) throw typeError("call tracker.track()", "promise", "a promise", promise);
@@ -193,7 +195,6 @@ export class TaskTracker {
 
   #release(): void {
     const waiters = this.#waiters;
-    if (waiters.size === 0) return;
     this.#waiters = new Set();
     for (const waiter of waiters) waiter();
   }

@@ -1,7 +1,7 @@
 import { getEventListeners } from "node:events";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { CancelGuard, CancellationToken } from "../../src/cancel/index.js";
-import { oneshot, select } from "../../src/index.js";
+import { CancelGuard, CancellationToken, type CancelRegistration } from "../../src/cancel/index.js";
+import { oneshot, select, selectable, sleep } from "../../src/index.js";
 import { shutdown } from "../../src/signals/index.js";
 import { captureUncaught, collectGarbage, deferred, flush, heapUsed, stateOf } from "./helpers.js";
 
@@ -685,6 +685,60 @@ describe("onCancel()", () => {
     keep.unregister();
     expect(token.isCancelled).toBe(false);
   });
+
+  it("onCancel() after a register-then-unregister lets go of the unregistered one, whatever else the token holds", async () => {
+    const plain = new CancellationToken();
+    const token = new CancellationToken();
+    void token.signal; // a token with more than callbacks (its native signal)
+    const keep = new CancellationToken();
+    void keep.signal;
+    keep.onCancel(() => {}); // and one that keeps a permanent callback too
+    const refs = ((): Array<WeakRef<CancelRegistration>> => {
+      const refs: Array<WeakRef<CancelRegistration>> = [];
+      for (const t of [plain, token, keep]) {
+        for (let i = 0; i < 100; i++) {
+          const registration = t.onCancel(() => {});
+          registration.unregister();
+          refs.push(new WeakRef(registration));
+        }
+      }
+      return refs;
+    })();
+    await collectGarbage();
+    // Only the last one of each token may still sit in its slot.
+    expect(refs.filter((ref) => ref.deref() !== undefined).length).toBeLessThanOrEqual(3);
+    let ran = 0;
+    for (const t of [plain, token, keep]) {
+      t.onCancel(() => ran++);
+      t.cancel();
+    }
+    expect(ran).toBe(3);
+  });
+
+  it("onCancel() on a long-lived token lets go of registrations unregistered out of order, not only the last one", async () => {
+    const token = new CancellationToken();
+    const keep = token.onCancel(() => {}); // a permanent one, as a server would have
+    let ran = 0;
+    // Two overlapping requests at a time: each unregisters after the next one
+    // registered, so the unregistered one is never the last in the list.
+    const refs = ((): Array<WeakRef<CancelRegistration>> => {
+      const refs: Array<WeakRef<CancelRegistration>> = [];
+      let previous = token.onCancel(() => ran++);
+      for (let i = 0; i < 1000; i++) {
+        const next = token.onCancel(() => ran++);
+        previous.unregister();
+        refs.push(new WeakRef(previous));
+        previous = next;
+      }
+      return refs;
+    })();
+    await collectGarbage();
+    // A few unregistered ones may wait for the next sweep; not the thousand.
+    expect(refs.filter((ref) => ref.deref() !== undefined).length).toBeLessThan(16);
+    keep.unregister();
+    token.cancel();
+    expect(ran).toBe(1); // the one still registered
+  });
 });
 
 describe("cancelled()", () => {
@@ -784,14 +838,16 @@ describe("guard()", () => {
     expect(g1.token).toBeNull();
     g1[Symbol.dispose]();
     expect(token.isCancelled).toBe(false);
-    expect(() => g1.disarm()).toThrow(TypeError);
+    expect(() => g1.disarm()).toThrow(new TypeError("Cannot disarm CancelGuard: it was already disarmed or disposed"));
     g2[Symbol.dispose]();
     expect(token.isCancelled).toBe(true);
     g2[Symbol.dispose](); // idempotent
   });
 
-  it("CancelGuard constructor rejects a non-token", () => {
-    expect(() => new CancelGuard({} as CancellationToken)).toThrow(TypeError);
+  it("CancelGuard constructor rejects a non-token with a TypeError naming the call and value", () => {
+    expect(() => new CancelGuard({} as CancellationToken)).toThrow(
+      new TypeError("Cannot create CancelGuard: 'token' must be a CancellationToken, received an object"),
+    );
   });
 });
 
@@ -826,6 +882,61 @@ describe("[Symbol.dispose]()", () => {
       root.cancel();
       expect(log).toEqual([...before, ...kids, ...after, extra]);
     }
+  });
+
+  it("cancel() of a parent reaches exactly its live children, in order, after siblings in any positions were cancelled or disposed", () => {
+    // Each removal may hit the first, a middle or the last child (or the only
+    // one), may be a cancel or a dispose, of a leaf or of a token with
+    // children (which a dispose splices in where it was). A second removal
+    // and children added in between walk the links the first one rewrote.
+    type Removal = "cancel" | "cancel-tree" | "dispose" | "dispose-tree";
+    const removals: Removal[] = ["cancel", "cancel-tree", "dispose", "dispose-tree"];
+    let cases = 0;
+    for (let n = 1; n <= 4; n++) {
+      for (const first of removals) {
+        for (let i = 0; i < n; i++) {
+          for (const second of removals) {
+            // The second removal's position, in the list as it is by then.
+            for (let j = 0; j < n + 3; j++) {
+              const root = new CancellationToken();
+              const log: string[] = [];
+              const names = new Map<CancellationToken, string>();
+              const add = (parent: CancellationToken, name: string): CancellationToken => {
+                const token = parent.child();
+                names.set(token, name);
+                token.onCancel(() => log.push(name));
+                return token;
+              };
+              let live = Array.from({ length: n }, (_, k) => add(root, `c${k}`));
+              const gone = new Set<CancellationToken>();
+              const remove = (at: number, how: Removal, tag: string): void => {
+                const target = live[at]!;
+                const kids = how.endsWith("-tree") ? [add(target, `${tag}.k0`), add(target, `${tag}.k1`)] : [];
+                if (how.startsWith("cancel")) {
+                  target.cancel();
+                  live.splice(at, 1);
+                } else {
+                  target[Symbol.dispose]();
+                  gone.add(target);
+                  live.splice(at, 1, ...kids);
+                }
+              };
+              remove(i, first, "a");
+              live.push(add(root, "x"));
+              if (j < live.length) remove(j, second, "b");
+              live.push(add(root, "y"));
+              log.length = 0;
+              root.cancel();
+              const where = `n=${n} ${first}@${i} ${second}@${j}`;
+              expect(log, where).toEqual(live.map((t) => names.get(t)));
+              for (const t of gone) expect(t.isCancelled, where).toBe(false);
+              cases++;
+            }
+          }
+        }
+      }
+    }
+    expect(cases).toBe(16 * (1 * 4 + 2 * 5 + 3 * 6 + 4 * 7));
   });
 
   it("dispose of a root makes its children roots", () => {
@@ -961,6 +1072,22 @@ describe("CancellationToken.from()", () => {
     expect(tokens[997]!.isCancelled).toBe(false);
   });
 
+  it("from(signal) keeps following the signal after another subscriber's unsubscribe of it was called twice", () => {
+    vi.useFakeTimers();
+    const controller = new AbortController();
+    const token = CancellationToken.from(controller.signal);
+    // A sleep's select branch follows the same signal through the same
+    // shared listener; the Selectable protocol makes its unsubscribe idempotent.
+    const unsubscribe = sleep(60_000, { signal: controller.signal })[selectable]().subscribe(() => {});
+    unsubscribe();
+    unsubscribe();
+    expect(abortListeners(controller.signal)).toBe(1);
+    controller.abort("gone");
+    expect(token.reason).toBe("gone");
+    expect(abortListeners(controller.signal)).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
   it("from(signal) on an aborted signal gives a cancelled token with its reason and adds no listener", () => {
     const signal = AbortSignal.abort("already");
     const spyAdd = vi.spyOn(signal, "addEventListener");
@@ -1061,7 +1188,12 @@ describe("CancellationToken.any()", () => {
     expect(() => CancellationToken.any(5 as unknown as AbortSignal[])).toThrow(
       "Cannot create CancellationToken.any(): 'sources' must be an iterable of AbortSignals and CancellationTokens, received number 5",
     );
-    expect(() => CancellationToken.any(null as unknown as AbortSignal[])).toThrow(TypeError);
+    expect(() => CancellationToken.any(null as unknown as AbortSignal[])).toThrow(
+      "Cannot create CancellationToken.any(): 'sources' must be an iterable of AbortSignals and CancellationTokens, received null",
+    );
+    expect(() => CancellationToken.any(undefined as unknown as AbortSignal[])).toThrow(
+      "Cannot create CancellationToken.any(): 'sources' must be an iterable of AbortSignals and CancellationTokens, received undefined",
+    );
     expect(() => CancellationToken.any([c.signal, 1 as unknown as AbortSignal])).toThrow(
       "Cannot create CancellationToken.any(): 'sources[1]' must be an AbortSignal or a CancellationToken, received number 1",
     );
@@ -1078,7 +1210,7 @@ describe("timeout() and withTimeout()", () => {
     vi.advanceTimersByTime(1);
     expect(token.isCancelled).toBe(true);
     expect(token.reason).toBeInstanceOf(DOMException);
-    expect((token.reason as DOMException).name).toBe("TimeoutError");
+    expect(token.reason).toMatchObject({ name: "TimeoutError", message: "The operation was aborted due to timeout" });
     expect(vi.getTimerCount()).toBe(0);
   });
 
@@ -1143,6 +1275,17 @@ describe("timeout() and withTimeout()", () => {
     expect(a.isCancelled || b.isCancelled || c.isCancelled || d.isCancelled).toBe(false);
   });
 
+  it("withTimeout() keeps the process alive only with keepAlive: true", () => {
+    const spy = vi.spyOn(globalThis, "setTimeout");
+    const parent = new CancellationToken();
+    const kept = parent.withTimeout(60_000, { keepAlive: true });
+    const unrefed = parent.withTimeout(60_000);
+    expect(spy.mock.results.map((r) => (r.value as NodeJS.Timeout).hasRef())).toEqual([true, false]);
+    kept[Symbol.dispose]();
+    unrefed[Symbol.dispose]();
+    expect(kept.isCancelled || unrefed.isCancelled).toBe(false);
+  });
+
   it("withTimeout() gives a child cancelled by the timer or by the parent, whichever is first", () => {
     vi.useFakeTimers();
     const parent = new CancellationToken();
@@ -1189,6 +1332,12 @@ describe("timeout() and withTimeout()", () => {
     expect(() => CancellationToken.timeout(5, 7 as never)).toThrow(TypeError);
     expect(() => parent.withTimeout(-5)).toThrow("Cannot create token.withTimeout(): 'ms' must be a finite number >= 0, received number -5");
     expect(() => parent.withTimeout(5, null as never)).toThrow(TypeError);
+    expect(() => CancellationToken.timeout(5, { keepAlive: 1 } as never)).toThrow(
+      "Cannot create CancellationToken.timeout(): 'options.keepAlive' must be a boolean or undefined, received number 1",
+    );
+    expect(() => parent.withTimeout(5, { keepAlive: "yes" } as never)).toThrow(
+      "Cannot create token.withTimeout(): 'options.keepAlive' must be a boolean or undefined, received string \"yes\"",
+    );
     expect(vi.getTimerCount()).toBe(0);
     // No child was linked by the failed calls: cancelling the parent runs nothing extra.
     let ran = 0;

@@ -2,7 +2,7 @@ import { getEventListeners } from "node:events";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { CancellationToken, TaskTracker } from "../../src/cancel/index.js";
-import { deferred, flush, stateOf } from "./helpers.js";
+import { collectGarbage, deferred, flush, stateOf } from "./helpers.js";
 
 /*
  * Port of tokio-util/tests/task_tracker.rs (tokio-rs/tokio @ ea91b33), one
@@ -356,6 +356,32 @@ describe("TaskTracker", () => {
       expect(await stateOf(b)).toBe("fulfilled");
     });
 
+    it("wait() aborted while waiting lets go of its waiter: the tracker holds no aborted wait", async () => {
+      const tracker = new TaskTracker();
+      // Built in a helper so that no local of this test keeps a wait alive.
+      const abortWaits = (signals: Array<AbortSignal | CancellationToken>, abort: () => void): Array<WeakRef<Promise<void>>> => {
+        const refs = signals.map((signal) => {
+          const wait = tracker.wait({ signal });
+          wait.catch(() => {});
+          return new WeakRef(wait);
+        });
+        abort();
+        return refs;
+      };
+      const controller = new AbortController();
+      const token = new CancellationToken();
+      const refs = abortWaits([controller.signal, controller.signal, token, token.child()], () => {
+        controller.abort("gone");
+        token.cancel("gone");
+      });
+      await collectGarbage();
+      expect(refs.filter((ref) => ref.deref() !== undefined)).toHaveLength(0);
+      // The tracker (alive here) still releases a wait started afterwards.
+      const wait = tracker.wait();
+      tracker.close();
+      expect(await stateOf(wait)).toBe("fulfilled");
+    });
+
     it("wait() resolving at once with a live signal adds no listener", async () => {
       const tracker = new TaskTracker();
       tracker.close();
@@ -372,6 +398,9 @@ describe("TaskTracker", () => {
       expect(() => tracker.spawn(5 as never)).toThrow("Cannot call tracker.spawn(): 'task' must be a function, received number 5");
       expect(() => tracker.track(5 as never)).toThrow("Cannot call tracker.track(): 'promise' must be a promise, received number 5");
       expect(() => tracker.track(null as never)).toThrow(TypeError);
+      // A thenable is an object with a callable `then`, as promise resolution sees it.
+      expect(() => tracker.track({ then: 1 } as never)).toThrow("Cannot call tracker.track(): 'promise' must be a promise, received an object");
+      expect(() => tracker.track({} as never)).toThrow("Cannot call tracker.track(): 'promise' must be a promise, received an object");
       expect(() => tracker.wait(5 as never)).toThrow("Cannot call tracker.wait(): 'options' must be an object or undefined, received number 5");
       expect(() => tracker.wait({ signal: "x" as never })).toThrow(
         "Cannot call tracker.wait(): 'signal' must be an AbortSignal, a CancellationToken or undefined, received string \"x\"",
@@ -456,6 +485,29 @@ describe("TaskTracker.spawn() counts the task before it runs", () => {
     let result: Promise<number> | undefined;
     expect(() => (result = tracker.track(hostile))).not.toThrow();
     await expect(result).rejects.toBe(thenError);
+    expect(tracker.size).toBe(0);
+  });
+
+  it("track() un-counts a promise exactly once when its then calls back and then throws", async () => {
+    const tracker = new TaskTracker();
+    const other = deferred<void>();
+    void tracker.track(other.promise);
+    const hostile = Promise.resolve(1);
+    const thenError = new Error("then");
+    Object.defineProperty(hostile, "then", {
+      value: (onFulfilled: (value: number) => unknown) => {
+        onFulfilled(1);
+        throw thenError;
+      },
+    });
+    await expect(tracker.track(hostile)).rejects.toBe(thenError);
+    // Only the hostile promise was un-counted: the other task still counts.
+    expect(tracker.size).toBe(1);
+    tracker.close();
+    const wait = tracker.wait();
+    expect(await stateOf(wait)).toBe("pending");
+    other.resolve();
+    expect(await stateOf(wait)).toBe("fulfilled");
     expect(tracker.size).toBe(0);
   });
 });

@@ -1,6 +1,6 @@
 // npm run test:runtimes: the runtime matrix the README's entry-point table
-// claims (test/runtimes/). On Deno and Bun (npm packages, installed by
-// `bash .ci/install-runtimes` into .ci/runtimes) and in headless Chromium
+// claims (test/runtimes/). On Deno and Bun (devDependencies: npm ci
+// installs their binaries) and in headless Chromium
 // (Debian's `chromium`): the neutral core's conformance checks; on Deno and
 // Bun also a node:http server drained by serve() under load, and a check
 // that a pending timeout does not hold the process. The same drain check on
@@ -39,8 +39,9 @@ function which(name, local) {
   }
   return null;
 }
-const deno = which("deno", join(root, ".ci", "runtimes", "node_modules", ".bin", "deno"));
-const bun = which("bun", join(root, ".ci", "runtimes", "node_modules", ".bin", "bun"));
+// Deno and Bun are devDependencies: `npm ci` puts them in node_modules/.bin.
+const deno = which("deno", join(root, "node_modules", ".bin", "deno"));
+const bun = which("bun", join(root, "node_modules", ".bin", "bun"));
 const chromium = which("chromium") ?? which("chromium-browser") ?? which("google-chrome");
 
 /** Runs a command, at most `ms`; { code, signal, stdout, stderr, timedOut, ms }. */
@@ -161,7 +162,7 @@ try {
   for (const [name, tool, fn] of checks) {
     const known = KNOWN_BROKEN[name];
     if (tool === null) {
-      const hint = "install it: bash .ci/install-runtimes (Deno, Bun), apt-get install chromium";
+      const hint = "install it: npm ci (Deno, Bun), apt-get install chromium";
       if (CI) {
         failed++;
         console.log(`runtimes: FAIL ${name}: not installed (${hint})`);

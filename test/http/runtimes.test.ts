@@ -1,8 +1,8 @@
 /*
  * serve() on every runtime the README names for cancelkit/http's servers:
  * Node (this one), Deno and Bun, each running the same fixture against the
- * built package. Deno and Bun come from their npm packages, installed by
- * `.ci/install-runtimes` (which .ci/run calls); a runtime whose binary is
+ * built package. Deno and Bun are devDependencies (their npm packages carry
+ * the binaries), so `npm ci` installs them; a runtime whose binary is
  * missing is skipped with a printed note.
  */
 import { spawn } from "node:child_process";
@@ -16,8 +16,8 @@ const fixture = join(import.meta.dirname, "fixtures", "runtime-drain.mjs");
 function binary(name: "bun" | "deno"): string | null {
   const env = process.env[`CANCELKIT_${name.toUpperCase()}`];
   if (env !== undefined) return env;
-  // Where .ci/install-runtimes puts them (the runtime matrix's copies), or a dev dependency.
-  for (const dir of [join(root, ".ci", "runtimes", "node_modules", ".bin"), join(root, "node_modules", ".bin")]) {
+  // Where `npm ci` puts the devDependencies.
+  for (const dir of [join(root, "node_modules", ".bin")]) {
     if (existsSync(join(dir, name))) return join(dir, name);
   }
   return null;
@@ -55,7 +55,7 @@ function run(command: string, args: string[]): Promise<Outcome> {
 describe("serve() on each runtime", () => {
   for (const { name, command, args } of runtimes) {
     if (command === null) {
-      it.skip(`${name}: binary not installed (bash .ci/install-runtimes installs it)`, () => {});
+      it.skip(`${name}: binary not installed (a devDependency: npm ci installs it)`, () => {});
       console.warn(`runtimes.test.ts: ${name} not found in node_modules/.bin; its drain test is skipped`);
       continue;
     }
